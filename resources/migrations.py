@@ -1,0 +1,120 @@
+"""Versioned SQL migrations: `sql/migrations/NNN_name.sql`, applied in order, recorded with checksums."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
+_FILE_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """A migration could not be applied, or an applied file no longer matches its checksum."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files of a directory, in version order; refuses odd names and duplicate versions."""
+    migrations: dict[str, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: migration files must be named NNN_name.sql")
+        version = match.group(1)
+        if version in migrations:
+            raise MigrationError(
+                f"{path.name}: version {version} is used by {migrations[version].path.name} too"
+            )
+        migrations[version] = Migration(version, path)
+    return [migrations[v] for v in sorted(migrations, key=int)]
+
+
+def apply_migrations(engine: Engine, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations, each in its own transaction; return the file names applied.
+
+    Serialized by a session advisory lock keyed on the current schema, so concurrent runners apply each
+    file once. Refuses to run when an applied file was edited since.
+    """
+    migrations = discover(directory)
+    applied_now: list[str] = []
+    with engine.connect() as conn:
+        lock_key = conn.execute(
+            text("SELECT hashtext('klaviyo_pipeline.migrations.' || current_schema())")
+        ).scalar_one()
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key})
+        conn.commit()
+        try:
+            conn.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            )
+            conn.commit()
+            recorded = dict(conn.execute(text("SELECT version, checksum FROM schema_migrations")).all())
+            conn.commit()
+            for migration in migrations:
+                if migration.version in recorded and recorded[migration.version] != migration.checksum:
+                    raise MigrationError(
+                        f"{migration.path.name} was edited after it was applied (checksum differs); "
+                        "add a new migration instead of changing an applied one"
+                    )
+            for migration in migrations:
+                if migration.version in recorded:
+                    continue
+                try:
+                    with conn.begin():
+                        # Raw driver cursor: a migration file holds several statements.
+                        with conn.connection.driver_connection.cursor() as cur:
+                            cur.execute(migration.sql)
+                        conn.execute(
+                            text(
+                                "INSERT INTO schema_migrations (version, name, checksum) VALUES (:v, :n, :c)"
+                            ),
+                            {"v": migration.version, "n": migration.path.name, "c": migration.checksum},
+                        )
+                except Exception as exc:
+                    raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
+                applied_now.append(migration.path.name)
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+            conn.commit()
+    return applied_now
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: apply pending migrations to WAREHOUSE_URL (or --url)."""
+    from resources.warehouse import make_engine, resolve_warehouse_url
+
+    parser = argparse.ArgumentParser(description="Apply pending warehouse migrations.")
+    parser.add_argument("--url", help="warehouse URL (default: WAREHOUSE_URL)")
+    parser.add_argument("--schema", default="public")
+    args = parser.parse_args(argv)
+    engine = make_engine(args.url or resolve_warehouse_url(), args.schema)
+    applied = apply_migrations(engine)
+    print("applied: " + ", ".join(applied) if applied else "up to date")
+
+
+if __name__ == "__main__":
+    main()

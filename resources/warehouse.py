@@ -1,0 +1,387 @@
+"""The Postgres warehouse: engine, migrations, a generic repository, and the guarded bulk upsert.
+
+The warehouse is the only writer. The bulk path stages a DataFrame with COPY into a temporary table and
+merges it with one `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE <incoming is newer>`, so an old backfill
+never overwrites newer state and a re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field, PrivateAttr
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    cast,
+    create_engine,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+
+from resources.migrations import apply_migrations
+from resources.textsafe import dumps_jsonb, escape_text, unescape_json, unescape_text
+
+ENTITY_KEY = ("account_id", "id")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message names the table and the offending record."""
+
+
+def resolve_warehouse_url() -> str:
+    """WAREHOUSE_URL from the environment, or a clear error."""
+    url = os.environ.get("WAREHOUSE_URL")
+    if not url:
+        raise WarehouseError(
+            "WAREHOUSE_URL is not set; run through `klaviyo-pipeline` (which starts an embedded Postgres) "
+            "or export WAREHOUSE_URL=postgresql+psycopg://user@host:5432/db"
+        )
+    return url
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for the warehouse whatever the URL's scheme says."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, schema: str = "public") -> Engine:
+    """A SQLAlchemy engine on psycopg 3 whose sessions use `schema` first in the search path."""
+    if not _IDENT.match(schema):
+        raise WarehouseError(f"invalid schema name {schema!r}")
+    connect_args = {"options": f"-csearch_path={schema},public"} if schema != "public" else {}
+    return create_engine(normalize_url(url), pool_pre_ping=True, connect_args=connect_args)
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What a guarded upsert did: rows inserted, updated, and skipped (unchanged, older, or repeated)."""
+
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+
+    def __add__(self, other: UpsertCounts) -> UpsertCounts:
+        return UpsertCounts(
+            self.inserted + other.inserted, self.updated + other.updated, self.skipped + other.skipped
+        )
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.skipped
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The Postgres warehouse (SQLAlchemy 2 + psycopg 3)."""
+
+    url: str = Field(description="SQLAlchemy URL of the warehouse, e.g. postgresql+psycopg://user@host/db")
+    schema_name: str = Field(default="public", description="Schema holding the warehouse tables.")
+
+    _engine: Engine | None = PrivateAttr(default=None)
+    _tables: dict[str, Table] = PrivateAttr(default_factory=dict)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url, self.schema_name)
+        return self._engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def migrate(self) -> list[str]:
+        """Create the schema if needed and apply pending migrations."""
+        if self.schema_name != "public":
+            with self.engine.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"'))
+        return apply_migrations(self.engine)
+
+    def table(self, name: str) -> Table:
+        """The reflected table (cached)."""
+        if name not in self._tables:
+            if not _IDENT.match(name):
+                raise WarehouseError(f"invalid table name {name!r}")
+            self._tables[name] = Table(name, MetaData(), autoload_with=self.engine)
+        return self._tables[name]
+
+    def repository(self, table: str, account_id: str | None = None) -> Repository:
+        return Repository(self, table, account_id)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: everything done on the connection commits together or not at all."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def upsert_frame(
+        self,
+        conn: Connection,
+        table: str,
+        frame: pd.DataFrame,
+        key: Sequence[str] = ENTITY_KEY,
+        guard: str | None = "updated_date",
+    ) -> UpsertCounts:
+        """Stage `frame` with COPY and merge it into `table`, never letting older rows overwrite newer.
+
+        A row is written when it is new, when its `guard` timestamp is newer than the stored one, or when
+        the timestamps are equal and the content differs; soft-deleted rows come back to life. Rows repeated
+        within the frame keep the newest copy.
+        """
+        if frame.empty:
+            return UpsertCounts()
+        target = self.table(table)
+        columns = list(frame.columns)
+        unknown = [c for c in columns if c not in target.c]
+        if unknown:
+            raise WarehouseError(f"{table}: no such columns {unknown}")
+        stage = f"_stage_{table}"
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        conn.exec_driver_sql(f"TRUNCATE {stage}")
+        self._copy_rows(conn, stage, target, frame)
+
+        col_list = ", ".join(columns)
+        key_list = ", ".join(key)
+        bookkeeping = {"updated_at", "last_synced_at", "deleted_at", "created_at"}
+        data_cols = [c for c in columns if c not in key and c not in bookkeeping]
+        sets = [f"{c} = excluded.{c}" for c in data_cols]
+        sets += ["updated_at = now()", "last_synced_at = now()"]
+        if "deleted_at" in target.c and "deleted_at" not in columns:
+            sets.append("deleted_at = NULL")
+        differs = (
+            f"ROW({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM "
+            f"ROW({', '.join('excluded.' + c for c in data_cols)})"
+            if data_cols
+            else "false"
+        )
+        conditions = []
+        if "deleted_at" in target.c:
+            conditions.append("t.deleted_at IS NOT NULL")
+        if guard:
+            conditions += [
+                f"(t.{guard} IS NULL AND excluded.{guard} IS NOT NULL)",
+                f"excluded.{guard} > t.{guard}",
+                f"(excluded.{guard} IS NOT DISTINCT FROM t.{guard} AND {differs})",
+            ]
+            order = f"{key_list}, {guard} DESC NULLS LAST"
+        else:
+            conditions.append(differs)
+            order = key_list
+        extra_cols = (
+            ", last_synced_at" if "last_synced_at" in target.c and "last_synced_at" not in columns else ""
+        )
+        extra_vals = ", now()" if extra_cols else ""
+        sql = f"""
+            WITH staged AS (
+                SELECT DISTINCT ON ({key_list}) {col_list} FROM {stage} ORDER BY {order}
+            ), written AS (
+                INSERT INTO {table} AS t ({col_list}{extra_cols})
+                SELECT {col_list}{extra_vals} FROM staged
+                ON CONFLICT ({key_list}) DO UPDATE SET {", ".join(sets)}
+                WHERE {" OR ".join(conditions)}
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                   (SELECT count(*) FROM {stage})
+            FROM written
+        """
+        inserted, updated, staged = conn.exec_driver_sql(sql).one()
+        return UpsertCounts(inserted, updated, staged - inserted - updated)
+
+    def copy_frame(self, conn: Connection, table: str, frame: pd.DataFrame) -> int:
+        """Plain COPY of a frame into a table (no merge); returns the row count."""
+        self._copy_rows(conn, table, self.table(table), frame)
+        return len(frame)
+
+    @staticmethod
+    def _copy_rows(conn: Connection, table: str, target: Table, frame: pd.DataFrame) -> None:
+        columns = list(frame.columns)
+        converters = [_converter(target.c[c].type) for c in columns]
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in _frame_rows(frame, converters):
+                copy.write_row(row)
+
+
+def _converter(column_type: Any):
+    if isinstance(column_type, JSONB):
+        return lambda v: None if v is None else (v if isinstance(v, str) else dumps_jsonb(v))
+    return lambda v: escape_text(v) if isinstance(v, str) else v
+
+
+def _frame_rows(frame: pd.DataFrame, converters: list) -> Iterator[tuple]:
+    """Rows of a frame as plain Python values: NaN/NaT become None, text is NUL-escaped."""
+    arrays = []
+    for (_name, series), convert in zip(frame.items(), converters, strict=True):
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            values = [None if pd.isna(v) else v.to_pydatetime() for v in series]
+        else:
+            values = series.astype(object).where(series.notna(), None).tolist()
+        arrays.append([convert(v) for v in values])
+    return zip(*arrays, strict=True)
+
+
+class Repository:
+    """Generic data access for one entity table (the seed's repository operations)."""
+
+    def __init__(self, warehouse: Warehouse, table: str, account_id: str | None = None):
+        self.warehouse = warehouse
+        self.name = table
+        self.table = warehouse.table(table)
+        self.account_id = account_id
+
+    # -- reads -----------------------------------------------------------------------------------
+    def _select(self, include_deleted: bool = False):
+        query = select(self.table)
+        if self.account_id is not None:
+            query = query.where(self.table.c.account_id == self.account_id)
+        if not include_deleted and "deleted_at" in self.table.c:
+            query = query.where(self.table.c.deleted_at.is_(None))
+        return query
+
+    def _fetch(self, query) -> list[dict[str, Any]]:
+        with self.warehouse.engine.connect() as conn:
+            return [_decode_row(row._mapping) for row in conn.execute(query)]
+
+    def find_by_id(self, record_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
+        rows = self._fetch(self._select(include_deleted).where(self.table.c.id == escape_text(record_id)))
+        return rows[0] if rows else None
+
+    def find_by_name(self, name: str) -> list[dict[str, Any]]:
+        return self._fetch(
+            self._select().where(self.table.c.name == escape_text(name)).order_by(self.table.c.id)
+        )
+
+    def find_by_status(self, status: str) -> list[dict[str, Any]]:
+        return self._fetch(self._select().where(self.table.c.status == status).order_by(self.table.c.id))
+
+    def find_by_date_range(
+        self, start: dt.datetime, end: dt.datetime, column: str = "created_date"
+    ) -> list[dict[str, Any]]:
+        """Rows whose `column` falls in [start, end)."""
+        col = self.table.c[column]
+        return self._fetch(self._select().where(col >= start, col < end).order_by(col, self.table.c.id))
+
+    def find_all(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        query = self._select().order_by(self.table.c.account_id, self.table.c.id).limit(limit).offset(offset)
+        return self._fetch(query)
+
+    def find_updated_since(self, since: dt.datetime) -> list[dict[str, Any]]:
+        col = self.table.c.updated_date
+        return self._fetch(self._select().where(col > since).order_by(col, self.table.c.id))
+
+    def get_latest_update_timestamp(self) -> dt.datetime | None:
+        query = select(func.max(self.table.c.updated_date))
+        if self.account_id is not None:
+            query = query.where(self.table.c.account_id == self.account_id)
+        with self.warehouse.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def count(self, include_deleted: bool = False) -> int:
+        query = select(func.count()).select_from(self._select(include_deleted).subquery())
+        with self.warehouse.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _encode(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        values = dict(record)
+        if self.account_id is not None:
+            values.setdefault("account_id", self.account_id)
+        unknown = [k for k in values if k not in self.table.c]
+        if unknown:
+            raise WarehouseError(f"{self.name}: no such columns {unknown} (record id {values.get('id')!r})")
+        return {k: _encode_value(self.table.c[k].type, v) for k, v in values.items()}
+
+    def create(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert one record; fails if it exists."""
+        return self.create_batch([record])[0]
+
+    def create_batch(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Insert records in one transaction: all or nothing; an error names the failing record's id."""
+        created = []
+        with self.warehouse.transaction() as conn:
+            for record in records:
+                values = self._encode(record)
+                try:
+                    with conn.begin_nested():
+                        row = conn.execute(insert(self.table).values(**values).returning(self.table)).one()
+                except IntegrityError as exc:
+                    raise WarehouseError(
+                        f"{self.name}: record id {record.get('id')!r} violates a constraint; batch rolled back: "
+                        f"{exc.orig}"
+                    ) from exc
+                created.append(_decode_row(row._mapping))
+        return created
+
+    def create_or_update(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert, or update when the incoming updated_date is not older than the stored one."""
+        values = self._encode(record)
+        stmt = pg_insert(self.table).values(**values)
+        changes = {k: stmt.excluded[k] for k in values if k not in ENTITY_KEY and k != "created_at"}
+        changes["updated_at"] = func.now()
+        if "deleted_at" in self.table.c and "deleted_at" not in values:
+            changes["deleted_at"] = None
+        guard = None
+        if "updated_date" in self.table.c:
+            stored, incoming = self.table.c.updated_date, stmt.excluded.updated_date
+            guard = stored.is_(None) | incoming.is_(None) | (incoming >= stored)
+        stmt = stmt.on_conflict_do_update(index_elements=list(ENTITY_KEY), set_=changes, where=guard)
+        with self.warehouse.transaction() as conn:
+            conn.execute(stmt)
+            row = conn.execute(
+                select(self.table).where(
+                    self.table.c.account_id == values["account_id"], self.table.c.id == values["id"]
+                )
+            ).one()
+        return _decode_row(row._mapping)
+
+    def delete(self, record_id: str) -> bool:
+        """Soft delete: set deleted_at; returns whether a live row was marked."""
+        stmt = update(self.table).where(
+            self.table.c.id == escape_text(record_id), self.table.c.deleted_at.is_(None)
+        )
+        if self.account_id is not None:
+            stmt = stmt.where(self.table.c.account_id == self.account_id)
+        with self.warehouse.transaction() as conn:
+            return conn.execute(stmt.values(deleted_at=func.now(), updated_at=func.now())).rowcount > 0
+
+
+def _encode_value(column_type: Any, value: Any) -> Any:
+    if isinstance(column_type, JSONB):
+        # Serialize here (NULs escaped) so the JSONB type does not serialize the value again.
+        return None if value is None else cast(literal(dumps_jsonb(value), Text), JSONB)
+    if isinstance(value, str):
+        return escape_text(value)
+    return value
+
+
+def _decode_row(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: unescape_text(v) if isinstance(v, str) else unescape_json(v) if isinstance(v, dict | list) else v
+        for k, v in mapping.items()
+    }

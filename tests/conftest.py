@@ -1,0 +1,50 @@
+"""Shared fixtures: an isolated Postgres schema per test, and the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg
+import pytest
+
+from resources.warehouse import Warehouse
+
+ADMIN_URL = os.environ.get("TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TEST_DB = os.environ.get("TEST_DATABASE", "klaviyo_pipeline_test")
+
+
+def _db_url(dbname: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def test_database_url() -> str:
+    """A database for the suite (created when missing); tests isolate themselves in schemas."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DB,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{TEST_DB}"')
+    return _db_url(TEST_DB).replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def schema_name(test_database_url: str):
+    """A fresh schema, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    raw = test_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(raw, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    with psycopg.connect(raw, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def warehouse(test_database_url: str, schema_name: str):
+    """A migrated warehouse in its own schema."""
+    wh = Warehouse(url=test_database_url, schema_name=schema_name)
+    wh.migrate()
+    yield wh
+    wh.dispose()
