@@ -48,3 +48,32 @@ def warehouse(test_database_url: str, schema_name: str):
     wh.migrate()
     yield wh
     wh.dispose()
+
+
+# -- the simulator -------------------------------------------------------------------------------------
+SIM_ANCHOR = None  # today (UTC midnight): the account's history ends where the pipeline's "today" begins
+TEST_KEY = "pk_" + "t" * 34
+
+
+@pytest.fixture
+def make_sim():
+    """Start simulators over real HTTP on free ports; all stopped after the test."""
+    from klaviyo_sim import Account, Simulator
+
+    started = []
+
+    def start(account: Account | None = None, **kwargs) -> Simulator:
+        kwargs.setdefault("rate_limits", False)
+        sim = Simulator(account or Account(seed=7), **kwargs).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(make_sim):
+    """A small seeded account, limits off."""
+    return make_sim()

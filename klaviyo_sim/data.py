@@ -1,0 +1,655 @@
+"""A seeded fake Klaviyo account.
+
+Small entities (campaigns, flows, forms, segments, lists, metrics, tags) are generated once and held as
+JSON:API resources. Profiles and events are computed from their index on demand, so an account of ten
+million events holds nothing per event: event timestamps rise with the index (a window is found by
+bisection) and ids are bijective scrambles of the index (a GET by id inverts them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import random
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+UTC = dt.UTC
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+MASK64 = (1 << 64) - 1
+
+SCALES: dict[str, dict[str, int]] = {
+    "small": dict(
+        campaigns=40, flows=24, forms=12, segments=25, lists=14, tags=20, profiles=400, events=4000
+    ),
+    "medium": dict(
+        campaigns=600,
+        flows=200,
+        forms=120,
+        segments=300,
+        lists=150,
+        tags=120,
+        profiles=50_000,
+        events=500_000,
+    ),
+    "large": dict(
+        campaigns=2000,
+        flows=400,
+        forms=300,
+        segments=800,
+        lists=400,
+        tags=300,
+        profiles=1_000_000,
+        events=10_000_000,
+    ),
+}
+
+METRICS = [
+    ("Placed Order", "Shopify", "ecommerce"),
+    ("Ordered Product", "Shopify", "ecommerce"),
+    ("Started Checkout", "Shopify", "ecommerce"),
+    ("Viewed Product", "Klaviyo", "web"),
+    ("Active on Site", "Klaviyo", "web"),
+    ("Received Email", "Klaviyo", "email"),
+    ("Opened Email", "Klaviyo", "email"),
+    ("Clicked Email", "Klaviyo", "email"),
+    ("Bounced Email", "Klaviyo", "email"),
+    ("Unsubscribed", "Klaviyo", "email"),
+    ("Received SMS", "Klaviyo", "sms"),
+    ("Subscribed to List", "Klaviyo", "list"),
+]
+# Metrics whose events carry a monetary value; "Active on Site" cannot be a conversion metric for values reports.
+VALUE_METRICS = {"Placed Order", "Ordered Product", "Started Checkout"}
+REFUSED_CONVERSION_METRICS = {"Active on Site"}
+
+ODD_NAMES = [
+    "Ünïcödé Spëcial — 🎉 Sale",
+    'it\'s a "quoted" name',
+    "Hebrew עברית / Arabic العربية",
+    "日本語のキャンペーン",
+    "   leading and trailing spaces   ",
+    "a" * 300,
+    "semi;colon, comma (paren) [bracket]",
+]
+CAMPAIGN_STATUSES = ["Sent", "Sent", "Sent", "Draft", "Scheduled", "Cancelled", "Sending", "Variations Sent"]
+FLOW_STATUSES = ["live", "live", "draft", "manual"]
+TRIGGERS = ["Added to List", "Date Based", "Low Inventory", "Metric", "Price Drop", "Unconfigured"]
+FIRST = ["Ada", "Grace", "Linus", "Zoë", "José", "Mei", "Øyvind", "Aaliyah", "Chidi", "Sasha", "李", "Ольга"]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Torvalds",
+    "Müller",
+    "García",
+    "Nakamura",
+    "O'Brien",
+    "Nguyen",
+    "Smith",
+    "Ivanova",
+]
+CITIES = [("Boston", "US", "MA"), ("Berlin", "DE", None), ("São Paulo", "BR", "SP"), ("Tokyo", "JP", None)]
+
+
+def mix64(x: int) -> int:
+    """splitmix64 finalizer: a fast, well-spread hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
+
+
+def iso(t: dt.datetime) -> str:
+    """Klaviyo's usual datetime rendering: seconds and +00:00."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def parse_time(value: str) -> dt.datetime:
+    text = value.strip().replace(" ", "T").replace("Z", "+00:00")
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def b62(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        out.append(BASE62[r])
+    return "".join(reversed(out))
+
+
+def unb62(s: str) -> int:
+    n = 0
+    for ch in s:
+        n = n * 62 + BASE62.index(ch)
+    return n
+
+
+def crockford(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 32)
+        out.append(CROCKFORD[r])
+    return "".join(reversed(out))
+
+
+def uncrockford(s: str) -> int:
+    n = 0
+    for ch in s:
+        n = n * 32 + CROCKFORD.index(ch)
+    return n
+
+
+# Bijective scrambles: index -> id number, and back.
+EVENT_MOD = 62**10
+EVENT_MUL = 0x5DEECE66D  # odd and not a multiple of 31: invertible mod 62**10
+PROFILE_MOD = 1 << 80
+PROFILE_MUL = 0x9E3779B97F4A7C15F39D  # odd: invertible mod 2**80
+
+
+@dataclass
+class Resource:
+    """A held JSON:API resource plus the internal values filters and sorts read."""
+
+    type: str
+    id: str
+    attributes: dict[str, Any]
+    relationships: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    internal: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProfileOverride:
+    updated: dt.datetime
+    first_name: str | None = None
+    deleted: bool = False
+
+
+class Account:
+    """The seeded account. Thread-safe for the mutation hooks."""
+
+    def __init__(
+        self,
+        seed: int = 7,
+        scale: str = "small",
+        anchor: dt.datetime | None = None,
+        history_days: int = 120,
+        profiles: int | None = None,
+        events: int | None = None,
+        account_id: str | None = None,
+    ):
+        counts = dict(SCALES[scale])
+        if profiles is not None:
+            counts["profiles"] = profiles
+        if events is not None:
+            counts["events"] = events
+        self.seed = seed
+        self.counts = counts
+        today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.anchor = (anchor or today).astimezone(UTC)
+        self.history_start = self.anchor - dt.timedelta(days=history_days)
+        self.span = (self.anchor - self.history_start).total_seconds()
+        self.account_id = account_id or b62(mix64(seed) % 62**6, 6)
+        self.lock = threading.RLock()
+        self.rng = random.Random(seed)
+        self.metrics = self._make_metrics()
+        self.tags = self._make_tags(counts["tags"])
+        self.lists = self._make_lists(counts["lists"])
+        self.segments = self._make_segments(counts["segments"])
+        self.flows = self._make_flows(counts["flows"])
+        self.forms = self._make_forms(counts["forms"])
+        self.campaigns = self._make_campaigns(counts["campaigns"])
+        self.collections: dict[str, list[Resource]] = {
+            "campaign": self.campaigns,
+            "flow": self.flows,
+            "form": self.forms,
+            "segment": self.segments,
+            "list": self.lists,
+            "metric": self.metrics,
+            "tag": self.tags,
+        }
+        self.by_id: dict[tuple[str, str], Resource] = {
+            (r.type, r.id): r for items in self.collections.values() for r in items
+        }
+        self.profile_overrides: dict[int, ProfileOverride] = {}
+        self._metric_ids = [m.id for m in self.metrics]
+        self._event_offset = mix64(seed ^ 0xE7E7) % EVENT_MOD
+        self._value_metric = {m.id for m in self.metrics if m.attributes["name"] in VALUE_METRICS}
+
+    # -- small entities ----------------------------------------------------------------------------
+    def _time_in_history(self, lo: float = 0.0, hi: float = 1.0) -> dt.datetime:
+        frac = self.rng.uniform(lo, hi)
+        return (self.history_start + dt.timedelta(seconds=int(self.span * frac))).replace(microsecond=0)
+
+    def _short_id(self, kind: str, i: int) -> str:
+        return b62(mix64(hash_str(f"{self.seed}:{kind}:{i}")) % 62**6, 6)
+
+    def _name(self, base: str, i: int) -> str:
+        if i % 9 == 4:
+            return ODD_NAMES[(i // 9) % len(ODD_NAMES)]
+        return f"{base} {i + 1}"
+
+    def _stamps(self) -> tuple[dt.datetime, dt.datetime]:
+        created = self._time_in_history(0.0, 0.8)
+        updated = created + dt.timedelta(
+            seconds=int(self.rng.uniform(0, (self.anchor - created).total_seconds() - 1))
+        )
+        return created, updated
+
+    def _make_metrics(self) -> list[Resource]:
+        out = []
+        for i, (name, integration, category) in enumerate(METRICS):
+            created = self.history_start - dt.timedelta(days=400 - i)
+            updated = created + dt.timedelta(days=30 + i)
+            mid = self._short_id("metric", i)
+            out.append(
+                Resource(
+                    "metric",
+                    mid,
+                    {
+                        "name": name,
+                        "created": created.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"),
+                        "updated": updated.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"),
+                        "integration": {
+                            "object": "integration",
+                            "id": self._short_id("integration", hash_str(integration) % 1000),
+                            "key": integration.lower(),
+                            "name": integration,
+                            "category": category,
+                        },
+                    },
+                )
+            )
+        return out
+
+    def _make_tags(self, n: int) -> list[Resource]:
+        out = []
+        for i in range(n):
+            tid = str(uuid.UUID(int=mix64(hash_str(f"{self.seed}:tag:{i}")) << 64 | mix64(i), version=4))
+            name = self._name("Tag", i) if i % 9 != 4 else f"tag-{ODD_NAMES[(i // 9) % len(ODD_NAMES)][:40]}"
+            out.append(Resource("tag", tid, {"name": name}, internal={"tag_group": f"group-{i % 3}"}))
+        return out
+
+    def _tag_links(self) -> list[tuple[str, str]]:
+        return [
+            ("tag", t.id) for t in self.rng.sample(self.tags, k=min(len(self.tags), self.rng.randint(0, 2)))
+        ]
+
+    def _make_lists(self, n: int) -> list[Resource]:
+        out = []
+        for i in range(n):
+            created, updated = self._stamps()
+            out.append(
+                Resource(
+                    "list",
+                    self._short_id("list", i),
+                    {
+                        "name": self._name("Newsletter", i),
+                        "created": iso(created),
+                        "updated": iso(updated),
+                        "opt_in_process": self.rng.choice(["double_opt_in", "single_opt_in", None]),
+                    },
+                    {"tags": self._tag_links()},
+                    {"profile_count": self.rng.randint(0, 50_000)},
+                )
+            )
+        return out
+
+    def _make_segments(self, n: int) -> list[Resource]:
+        out = []
+        for i in range(n):
+            created, updated = self._stamps()
+            out.append(
+                Resource(
+                    "segment",
+                    self._short_id("segment", i),
+                    {
+                        "name": self._name("Engaged", i) if i % 11 != 10 else None,
+                        "definition": {
+                            "condition_groups": [
+                                {
+                                    "conditions": [
+                                        {
+                                            "type": "profile-metric",
+                                            "metric_id": self.metrics[i % len(self.metrics)].id,
+                                            "measurement": "count",
+                                            "measurement_filter": {
+                                                "type": "numeric",
+                                                "operator": "greater-than",
+                                                "value": i % 5,
+                                            },
+                                            "timeframe_filter": {
+                                                "type": "date",
+                                                "operator": "in-the-last",
+                                                "unit": "day",
+                                                "quantity": 30 + i,
+                                            },
+                                            "metric_filters": None,
+                                        }
+                                    ]
+                                }
+                            ]
+                        },
+                        "created": iso(created),
+                        "updated": iso(updated),
+                        "is_active": i % 7 != 3,
+                        "is_processing": i % 13 == 5,
+                        "is_starred": i % 4 == 0,
+                    },
+                    {"tags": self._tag_links()},
+                    {"profile_count": self.rng.randint(0, 80_000)},
+                )
+            )
+        return out
+
+    def _make_flows(self, n: int) -> list[Resource]:
+        out = []
+        for i in range(n):
+            created, updated = self._stamps()
+            out.append(
+                Resource(
+                    "flow",
+                    self._short_id("flow", i),
+                    {
+                        "name": self._name("Welcome Series", i),
+                        "status": FLOW_STATUSES[i % len(FLOW_STATUSES)],
+                        "archived": i % 6 == 5,
+                        "created": iso(created),
+                        "updated": iso(updated),
+                        "trigger_type": TRIGGERS[i % len(TRIGGERS)],
+                    },
+                    {
+                        "tags": self._tag_links(),
+                        "flow-actions": [("flow-action", str(100000 + i * 10 + k)) for k in range(1 + i % 3)],
+                    },
+                )
+            )
+        return out
+
+    def _make_forms(self, n: int) -> list[Resource]:
+        out = []
+        for i in range(n):
+            created, updated = self._stamps()
+            out.append(
+                Resource(
+                    "form",
+                    self._short_id("form", i),
+                    {
+                        "name": self._name("Signup Popup", i),
+                        "status": "live" if i % 3 else "draft",
+                        "ab_test": i % 5 == 2,
+                        "created_at": iso(created).replace("+00:00", "Z"),
+                        "updated_at": iso(updated).replace("+00:00", "Z"),
+                    },
+                    {
+                        "form-versions": [
+                            ("form-version", str(1_000_000 + i * 7 + k)) for k in range(1 + i % 2)
+                        ]
+                    },
+                )
+            )
+        return out
+
+    def _make_campaigns(self, n: int) -> list[Resource]:
+        out = []
+        channels = ["email", "email", "email", "sms", "mobile_push"]
+        for i in range(n):
+            channel = channels[i % len(channels)]
+            created, updated = self._stamps()
+            status = CAMPAIGN_STATUSES[i % len(CAMPAIGN_STATUSES)]
+            send_time = None
+            if status in ("Sent", "Sending", "Variations Sent", "Scheduled"):
+                send_time = min(updated + dt.timedelta(hours=1 + i % 48), self.anchor + dt.timedelta(days=3))
+            strategy_kind = i % 4
+            if strategy_kind == 0 and send_time:
+                strategy = {
+                    "method": "static",
+                    "datetime": iso(send_time),
+                    "options": {"is_local": i % 8 == 0, "send_past_recipients_immediately": False},
+                }
+            elif strategy_kind == 1 and send_time:
+                strategy = {"method": "throttled", "datetime": iso(send_time), "throttle_percentage": 20}
+            elif strategy_kind == 2 and send_time:
+                strategy = {"method": "smart_send_time", "date": send_time.strftime("%Y-%m-%d")}
+            else:
+                strategy = {"method": "immediate"}
+            audiences_pool = self.lists + self.segments
+            included = [a.id for a in self.rng.sample(audiences_pool, k=min(2, len(audiences_pool)))]
+            if channel == "email":
+                send_options = {"use_smart_sending": i % 2 == 0}
+                tracking = {
+                    "add_tracking_params": i % 3 == 0,
+                    "custom_tracking_params": [{"type": "static", "value": "spring", "name": "utm_campaign"}]
+                    if i % 3 == 0
+                    else None,
+                    "is_tracking_clicks": True,
+                    "is_tracking_opens": i % 5 != 0,
+                }
+            elif channel == "sms":
+                send_options = {"use_smart_sending": True}
+                tracking = {"add_tracking_params": False, "custom_tracking_params": None}
+            else:
+                send_options = {"use_smart_sending": False}
+                tracking = None
+            cid = crockford(mix64(hash_str(f"{self.seed}:campaign:{i}")) << 16 | i, 26)[-26:]
+            cid = "01" + cid[2:]
+            out.append(
+                Resource(
+                    "campaign",
+                    cid,
+                    {
+                        "name": self._name(f"{channel.upper()} Campaign", i),
+                        "status": status,
+                        "archived": i % 7 == 6,
+                        "audiences": {"included": included, "excluded": [] if i % 2 else None},
+                        "send_options": send_options,
+                        "tracking_options": tracking,
+                        "send_strategy": strategy,
+                        "created_at": iso(created),
+                        "scheduled_at": iso(created + dt.timedelta(minutes=30)) if send_time else None,
+                        "updated_at": iso(updated),
+                        "send_time": iso(send_time) if send_time else None,
+                    },
+                    {
+                        "campaign-messages": [("campaign-message", "01" + crockford(mix64(i * 31 + 7), 24))],
+                        "tags": self._tag_links(),
+                    },
+                    {"messages.channel": channel},
+                )
+            )
+        return out
+
+    # -- mutation hooks ------------------------------------------------------------------------------
+    def touch(self, kind: str, n: int, at: dt.datetime | None = None) -> list[str]:
+        """Update `n` records of a small entity now (new name suffix and updated time); returns their ids."""
+        at = (at or dt.datetime.now(UTC)).replace(microsecond=0)
+        with self.lock:
+            items = self.collections[kind]
+            chosen = items[:n]
+            for r in chosen:
+                for key in ("updated", "updated_at"):
+                    if key in r.attributes:
+                        r.attributes[key] = iso(at) if kind != "form" else iso(at).replace("+00:00", "Z")
+                if "name" in r.attributes and r.attributes["name"] is not None:
+                    r.attributes["name"] = r.attributes["name"].split(" (edited")[0] + f" (edited {iso(at)})"
+                elif kind == "tag":
+                    r.attributes["name"] = f"{r.attributes['name']}*"
+            return [r.id for r in chosen]
+
+    def delete(self, kind: str, n: int) -> list[str]:
+        """Hard-delete the last `n` records of a small entity (as Klaviyo's DELETE does)."""
+        with self.lock:
+            items = self.collections[kind]
+            gone = items[len(items) - n :]
+            del items[len(items) - n :]
+            for r in gone:
+                self.by_id.pop((r.type, r.id), None)
+            return [r.id for r in gone]
+
+    def touch_profiles(self, indices: list[int], at: dt.datetime | None = None) -> list[str]:
+        at = (at or dt.datetime.now(UTC)).replace(microsecond=0)
+        with self.lock:
+            for i in indices:
+                self.profile_overrides[i] = ProfileOverride(updated=at, first_name=f"Edited {i}")
+        return [self.profile_id(i) for i in indices]
+
+    def delete_profiles(self, indices: list[int]) -> list[str]:
+        with self.lock:
+            for i in indices:
+                self.profile_overrides[i] = ProfileOverride(updated=self.profile_updated(i), deleted=True)
+        return [self.profile_id(i) for i in indices]
+
+    # -- profiles (computed) -------------------------------------------------------------------------
+    def profile_created(self, i: int) -> dt.datetime:
+        n = self.counts["profiles"]
+        return self.history_start + dt.timedelta(seconds=int(self.span * 0.9 * i / max(n, 1)))
+
+    def profile_updated(self, i: int) -> dt.datetime:
+        override = self.profile_overrides.get(i)
+        if override is not None:
+            return override.updated
+        return self.profile_created(i) + dt.timedelta(seconds=int(self.span * 0.05) + i % 3600)
+
+    def profile_base_updated(self, i: int) -> dt.datetime:
+        return self.profile_created(i) + dt.timedelta(seconds=int(self.span * 0.05) + i % 3600)
+
+    def profile_id(self, i: int) -> str:
+        created_ms = int(self.profile_created(i).timestamp() * 1000)
+        scrambled = (i * PROFILE_MUL + self.seed) % PROFILE_MOD
+        return crockford(created_ms, 10) + crockford(scrambled, 16)
+
+    def profile_index(self, pid: str) -> int | None:
+        if len(pid) != 26 or any(c not in CROCKFORD for c in pid):
+            return None
+        scrambled = uncrockford(pid[10:])
+        i = ((scrambled - self.seed) * pow(PROFILE_MUL, -1, PROFILE_MOD)) % PROFILE_MOD
+        if i >= self.counts["profiles"] or self.profile_id(i) != pid:
+            return None
+        return i
+
+    def profile_exists(self, i: int) -> bool:
+        override = self.profile_overrides.get(i)
+        return 0 <= i < self.counts["profiles"] and not (override and override.deleted)
+
+    def profile(self, i: int, additional: frozenset[str] = frozenset()) -> dict[str, Any]:
+        h = mix64(self.seed * 1_000_003 + i)
+        first = FIRST[h % len(FIRST)]
+        last = LAST[(h >> 8) % len(LAST)]
+        city, country, region = CITIES[(h >> 16) % len(CITIES)]
+        override = self.profile_overrides.get(i)
+        attrs: dict[str, Any] = {
+            "email": f"{first.lower()}.{i}@example.com" if (h >> 24) % 17 else None,
+            "phone_number": f"+1555{(h >> 30) % 10_000_000:07d}" if (h >> 24) % 3 == 0 else None,
+            "external_id": f"ext-{i}" if (h >> 34) % 4 == 0 else None,
+            "first_name": (override.first_name if override and override.first_name else first),
+            "last_name": last,
+            "organization": None if (h >> 36) % 5 else "Example & Co.",
+            "locale": ["en-US", "de-DE", "pt-BR", "ja-JP"][(h >> 16) % 4],
+            "title": None,
+            "image": None,
+            "created": iso(self.profile_created(i)),
+            "updated": iso(self.profile_updated(i)),
+            "last_event_date": iso(self.profile_updated(i)) if (h >> 40) % 3 else None,
+            "location": {
+                "address1": f"{(h >> 12) % 999 + 1} Main St",
+                "address2": None,
+                "city": city,
+                "country": country,
+                "latitude": str(round(((h >> 20) % 18000) / 100 - 90, 4)),
+                "longitude": round(((h >> 28) % 36000) / 100 - 180, 4),
+                "region": region,
+                "zip": f"{(h >> 44) % 100000:05d}",
+                "timezone": "UTC",
+                "ip": f"10.{(h >> 8) % 256}.{(h >> 16) % 256}.{(h >> 24) % 256}",
+            },
+            "properties": {"loyalty_tier": ["gold", "silver", "bronze"][h % 3], "pets": (h >> 4) % 4},
+        }
+        if "subscriptions" in additional:
+            attrs["subscriptions"] = {
+                "email": {
+                    "marketing": {
+                        "can_receive_email_marketing": bool(h % 2),
+                        "consent": "SUBSCRIBED" if h % 2 else "UNSUBSCRIBED",
+                        "consent_timestamp": iso(self.profile_created(i)).replace("T", " "),
+                        "last_updated": iso(self.profile_updated(i)),
+                        "method": "FORM",
+                        "method_detail": "popup",
+                        "custom_method_detail": None,
+                        "double_optin": False,
+                        "suppression": [],
+                        "list_suppressions": [],
+                    }
+                }
+            }
+        if "predictive_analytics" in additional:
+            attrs["predictive_analytics"] = {
+                "historic_clv": round((h % 50000) / 100, 2),
+                "predicted_clv": round(((h >> 8) % 50000) / 100, 2),
+                "total_clv": round(((h >> 16) % 100000) / 100, 2),
+                "historic_number_of_orders": h % 12,
+                "predicted_number_of_orders": round(((h >> 4) % 500) / 100, 2),
+                "average_days_between_orders": round(((h >> 6) % 9000) / 100, 2),
+                "average_order_value": round(((h >> 10) % 20000) / 100, 2),
+                "churn_probability": round(((h >> 12) % 100) / 100, 2),
+                "expected_date_of_next_order": iso(self.anchor + dt.timedelta(days=h % 60)),
+                "ranked_channel_affinity": ["email", "sms"],
+            }
+        return attrs
+
+    # -- events (computed) ---------------------------------------------------------------------------
+    def event_timestamp(self, i: int) -> int:
+        n = self.counts["events"]
+        return int(self.history_start.timestamp() + self.span * i / max(n, 1))
+
+    def event_index_at(self, ts: float) -> int:
+        """First event index whose timestamp is >= ts."""
+        return bisect.bisect_left(range(self.counts["events"]), ts, key=self.event_timestamp)
+
+    def event_id(self, i: int) -> str:
+        return b62((i * EVENT_MUL + self._event_offset) % EVENT_MOD, 10)
+
+    def event_index(self, eid: str) -> int | None:
+        if len(eid) != 10 or any(c not in BASE62 for c in eid):
+            return None
+        i = ((unb62(eid) - self._event_offset) * pow(EVENT_MUL, -1, EVENT_MOD)) % EVENT_MOD
+        return i if i < self.counts["events"] else None
+
+    def event_metric_id(self, i: int) -> str:
+        return self._metric_ids[mix64(self.seed ^ (i * 0x2545F4914F6CDD1D)) % len(self._metric_ids)]
+
+    def event_profile_index(self, i: int) -> int:
+        return mix64(i * 7 + self.seed) % max(self.counts["profiles"], 1)
+
+    def event(self, i: int) -> tuple[dict[str, Any], str, str]:
+        """(attributes, metric id, profile id) of event i."""
+        ts = self.event_timestamp(i)
+        h = mix64(self.seed * 7_000_003 + i)
+        metric_id = self.event_metric_id(i)
+        props: dict[str, Any] = {"$event_id": f"{i}", "Source": ["web", "ios", "android"][h % 3]}
+        if metric_id in self._value_metric:
+            value = round((h % 50_000) / 100, 2)
+            props["$value"] = value
+            props["Items"] = [
+                {"SKU": f"SKU-{(h >> 8) % 500}", "Name": "Blue Shirt", "Quantity": 1 + (h >> 16) % 3}
+            ]
+        if i % 997 == 13:
+            props["Note"] = "nul\x00inside and ünïcödé 🎉"
+        attrs = {
+            "timestamp": ts,
+            "event_properties": props,
+            "datetime": dt.datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "uuid": str(uuid.UUID(int=(h << 64) | mix64(h), version=1)),
+        }
+        return attrs, metric_id, self.profile_id(self.event_profile_index(i))
+
+
+def hash_str(text: str) -> int:
+    """A stable (not per-process-salted) hash of a string."""
+    h = 1469598103934665603
+    for byte in text.encode():
+        h = ((h ^ byte) * 1099511628211) & MASK64
+    return h

@@ -1,0 +1,398 @@
+"""The Reporting API: values and series reports with deterministic statistics per entity and day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+import uuid
+from typing import Any
+
+from klaviyo_sim.data import REFUSED_CONVERSION_METRICS, Account, hash_str, mix64, parse_time
+
+UTC = dt.UTC
+MESSAGE_STATS = [
+    "average_order_value", "bounce_rate", "bounced", "bounced_or_failed", "bounced_or_failed_rate", "click_rate",
+    "click_to_open_rate", "clicks", "clicks_unique", "conversion_rate", "conversion_uniques", "conversion_value",
+    "conversions", "delivered", "delivery_rate", "failed", "failed_rate", "open_rate", "opens", "opens_unique",
+    "recipients", "revenue_per_recipient", "spam_complaint_rate", "spam_complaints", "unsubscribe_rate",
+    "unsubscribe_uniques", "unsubscribes", "message_segment_count_sum", "text_message_credit_usage_amount",
+    "text_message_roi", "text_message_spend",
+]  # fmt: skip
+FORM_STATS = [
+    "closed_form", "closed_form_uniques", "qualified_form", "qualified_form_uniques", "submit_rate", "submits",
+    "submitted_form_step", "submitted_form_step_uniques", "viewed_form", "viewed_form_step",
+    "viewed_form_step_uniques", "viewed_form_uniques",
+]  # fmt: skip
+SEGMENT_STATS = ["members_added", "members_removed", "net_members_changed", "total_members"]
+TIMEFRAME_KEYS = {
+    "today", "yesterday", "this_week", "last_week", "this_month", "last_month", "this_year", "last_year",
+    "last_7_days", "last_30_days", "last_90_days", "last_3_months", "last_12_months", "last_365_days",
+}  # fmt: skip
+INTERVAL_LIMITS = {"hourly": 7, "daily": 60, "weekly": 366, "monthly": 364}
+SEGMENT_DATA_START = dt.date(2023, 6, 1)
+
+REPORTS = {
+    # operation id: (data.type, family, series?)
+    "query_campaign_values": ("campaign-values-report", "campaign", False),
+    "query_flow_values": ("flow-values-report", "flow", False),
+    "query_flow_series": ("flow-series-report", "flow", True),
+    "query_form_values": ("form-values-report", "form", False),
+    "query_form_series": ("form-series-report", "form", True),
+    "query_segment_values": ("segment-values-report", "segment", False),
+    "query_segment_series": ("segment-series-report", "segment", True),
+}
+
+
+class ReportError(ValueError):
+    def __init__(self, detail: str, pointer: str):
+        super().__init__(detail)
+        self.pointer = pointer
+
+
+def _h(*parts: Any) -> int:
+    return mix64(hash_str(":".join(str(p) for p in parts)))
+
+
+def message_counts(account: Account, kind: str, entity_id: str, day: dt.date) -> dict[str, float]:
+    """Base counts of a flow or campaign for one day (rates are derived from these)."""
+    h = _h(account.seed, kind, entity_id, day.isoformat())
+    recipients = 50 + h % 950
+    delivered = recipients - (h >> 10) % max(1, recipients // 20)
+    opens_unique = (delivered * (20 + (h >> 20) % 40)) // 100
+    clicks_unique = (opens_unique * (5 + (h >> 28) % 30)) // 100
+    conversions = (clicks_unique * ((h >> 36) % 25)) // 100
+    return {
+        "recipients": recipients,
+        "delivered": delivered,
+        "bounced": recipients - delivered,
+        "failed": 0,
+        "opens_unique": opens_unique,
+        "opens": opens_unique + (h >> 44) % 50,
+        "clicks_unique": clicks_unique,
+        "clicks": clicks_unique + (h >> 50) % 20,
+        "conversions": conversions,
+        "conversion_uniques": conversions,
+        "conversion_value": round(conversions * (20 + (h >> 40) % 80) * 1.25, 2),
+        "unsubscribes": (h >> 54) % 5,
+        "unsubscribe_uniques": (h >> 54) % 5,
+        "spam_complaints": (h >> 58) % 2,
+        "message_segment_count_sum": 0,
+        "text_message_credit_usage_amount": 0,
+        "text_message_spend": 0.0,
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 6) if b else 0.0
+
+
+def message_statistics(counts: dict[str, float], wanted: list[str]) -> dict[str, float]:
+    c = counts
+    derived = {
+        "average_order_value": _ratio(c["conversion_value"], c["conversions"]),
+        "bounce_rate": _ratio(c["bounced"], c["recipients"]),
+        "bounced_or_failed": c["bounced"] + c["failed"],
+        "bounced_or_failed_rate": _ratio(c["bounced"] + c["failed"], c["recipients"]),
+        "click_rate": _ratio(c["clicks_unique"], c["delivered"]),
+        "click_to_open_rate": _ratio(c["clicks_unique"], c["opens_unique"]),
+        "conversion_rate": _ratio(c["conversion_uniques"], c["delivered"]),
+        "delivery_rate": _ratio(c["delivered"], c["recipients"]),
+        "failed_rate": _ratio(c["failed"], c["recipients"]),
+        "open_rate": _ratio(c["opens_unique"], c["delivered"]),
+        "revenue_per_recipient": _ratio(c["conversion_value"], c["recipients"]),
+        "spam_complaint_rate": _ratio(c["spam_complaints"], c["delivered"]),
+        "unsubscribe_rate": _ratio(c["unsubscribe_uniques"], c["delivered"]),
+        "text_message_roi": 0.0,
+    }
+    merged = {**c, **derived}
+    return {s: merged[s] for s in wanted}
+
+
+def form_counts(account: Account, form_id: str, day: dt.date) -> dict[str, float]:
+    h = _h(account.seed, "form", form_id, day.isoformat())
+    viewed_u = 20 + h % 480
+    viewed = viewed_u + (h >> 12) % 60
+    submits = (viewed_u * (2 + (h >> 20) % 15)) // 100
+    closed = (viewed_u * (30 + (h >> 28) % 40)) // 100
+    return {
+        "viewed_form": viewed,
+        "viewed_form_uniques": viewed_u,
+        "viewed_form_step": viewed,
+        "viewed_form_step_uniques": viewed_u,
+        "submits": submits,
+        "submitted_form_step": submits,
+        "submitted_form_step_uniques": submits,
+        "closed_form": closed,
+        "closed_form_uniques": closed,
+        "qualified_form": viewed_u,
+        "qualified_form_uniques": viewed_u,
+    }
+
+
+def form_statistics(counts: dict[str, float], wanted: list[str]) -> dict[str, float]:
+    merged = {**counts, "submit_rate": _ratio(counts["submits"], counts["viewed_form_uniques"])}
+    return {s: merged[s] for s in wanted}
+
+
+def segment_day(account: Account, segment_id: str, day: dt.date) -> dict[str, int]:
+    """Members added/removed on a day, and the total at the end of it (consistent day to day)."""
+    if day < SEGMENT_DATA_START:
+        return {"members_added": 0, "members_removed": 0, "net_members_changed": 0, "total_members": 0}
+    totals = _segment_totals(account, segment_id, day)
+    offset = (day - SEGMENT_DATA_START).days
+    h = _h(account.seed, "segment", segment_id, day.isoformat())
+    added, removed = 10 + h % 40, 5 + (h >> 16) % 30
+    return {
+        "members_added": added,
+        "members_removed": removed,
+        "net_members_changed": added - removed,
+        "total_members": totals[offset],
+    }
+
+
+_TOTALS_LOCK = threading.Lock()
+
+
+def _segment_totals(account: Account, segment_id: str, day: dt.date) -> list[int]:
+    """Running member totals from SEGMENT_DATA_START, extended and cached per account and segment."""
+    cache: dict[str, list[int]] = account.__dict__.setdefault("_segment_totals", {})
+    with _TOTALS_LOCK:
+        totals = cache.setdefault(segment_id, [])
+        need = (day - SEGMENT_DATA_START).days + 1
+        total = totals[-1] if totals else 1000 + _h(account.seed, "segment-base", segment_id) % 20000
+        while len(totals) < need:
+            d = SEGMENT_DATA_START + dt.timedelta(days=len(totals))
+            h = _h(account.seed, "segment", segment_id, d.isoformat())
+            total += (10 + h % 40) - (5 + (h >> 16) % 30)
+            totals.append(total)
+        return totals
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=k) for k in range((end - start).days + 1)]
+
+
+def _timeframe(tf: Any, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    if not isinstance(tf, dict):
+        raise ReportError(
+            "'timeframe' must be an object with 'key' or 'start' and 'end'.", "/data/attributes/timeframe"
+        )
+    if "key" in tf:
+        key = tf["key"]
+        if key not in TIMEFRAME_KEYS:
+            raise ReportError(f"'{key}' is not a valid timeframe key.", "/data/attributes/timeframe/key")
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        spans = {"today": 0, "yesterday": 1, "last_7_days": 7, "last_30_days": 30, "last_90_days": 90}
+        days = spans.get(key, 365 if "year" in key or "12" in key or "365" in key else 30)
+        start = today - dt.timedelta(days=days)
+        end = today if key == "yesterday" else now
+        if key == "today":
+            start, end = today, now
+        return start, end - dt.timedelta(seconds=1) if key == "yesterday" else end
+    try:
+        start, end = parse_time(tf["start"]), parse_time(tf["end"])
+    except (KeyError, TypeError, ValueError):
+        raise ReportError(
+            "'timeframe' needs valid 'start' and 'end' datetimes.", "/data/attributes/timeframe"
+        ) from None
+    # The account's timezone (UTC here) is used; offsets are ignored, as Klaviyo does.
+    start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+    if end <= start:
+        raise ReportError("'timeframe.end' must be after 'timeframe.start'.", "/data/attributes/timeframe")
+    if end - start > dt.timedelta(days=366):
+        raise ReportError("The timeframe must be one year or less.", "/data/attributes/timeframe")
+    return start, end
+
+
+_FILTER = re.compile(r"^(equals|any|contains-any)\((\w+),(.*)\)$")
+
+
+def _entity_filter(expr: str | None, field: str) -> set[str] | None:
+    if not expr:
+        return None
+    text = expr.strip()
+    if text.startswith("and(") and text.endswith(")"):
+        text = text[4:-1]
+    m = _FILTER.match(text)
+    if not m or m.group(2) != field:
+        raise ReportError(
+            f"Invalid filter. Only equals/any on '{field}' is simulated.", "/data/attributes/filter"
+        )
+    raw = m.group(3).strip()
+    try:
+        value = json.loads(raw.replace("'", '"'))
+    except json.JSONDecodeError:
+        raise ReportError("Invalid filter value.", "/data/attributes/filter") from None
+    return set(value) if isinstance(value, list) else {value}
+
+
+def answer(account: Account, op, raw_body: bytes, base: str) -> dict:
+    from klaviyo_sim.server import ApiError
+
+    try:
+        return _answer(account, op, raw_body, base)
+    except ReportError as exc:
+        raise ApiError(400, "invalid", "Invalid input.", str(exc), {"pointer": exc.pointer}) from None
+
+
+def _answer(account: Account, op, raw_body: bytes, base: str) -> dict:
+    report_type, family, series = REPORTS[op.operation_id]
+    try:
+        body = json.loads(raw_body or b"null")
+        data = body["data"]
+        attrs = data["attributes"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise ReportError(
+            "The request body must be a JSON:API document with data.attributes.", "/data/"
+        ) from None
+    if data.get("type") != report_type:
+        raise ReportError(f"data.type must be '{report_type}'.", "/data/type")
+    allowed = {
+        "campaign": MESSAGE_STATS,
+        "flow": MESSAGE_STATS,
+        "form": FORM_STATS,
+        "segment": SEGMENT_STATS,
+    }[family]
+    stats = attrs.get("statistics")
+    if not isinstance(stats, list) or not stats:
+        raise ReportError("'statistics' is required.", "/data/attributes/statistics")
+    for s in stats:
+        if s not in allowed:
+            raise ReportError(
+                f"'{s}' is not a valid statistic for this report.", "/data/attributes/statistics"
+            )
+    start, end = _timeframe(attrs.get("timeframe"), dt.datetime.now(UTC))
+    if family in ("campaign", "flow"):
+        metric_id = attrs.get("conversion_metric_id")
+        if not metric_id:
+            raise ReportError("'conversion_metric_id' is required.", "/data/attributes/conversion_metric_id")
+        metric = account.by_id.get(("metric", metric_id))
+        if metric is None:
+            raise ReportError(f"Metric {metric_id} does not exist.", "/data/attributes/conversion_metric_id")
+        if metric.attributes["name"] in REFUSED_CONVERSION_METRICS:
+            raise ReportError(
+                "Passed in conversion metric does not support querying for values data",
+                "/data/attributes/conversion_metric_id",
+            )
+    interval = attrs.get("interval")
+    if series:
+        if interval not in INTERVAL_LIMITS:
+            raise ReportError(
+                "'interval' must be one of daily, hourly, weekly, monthly.", "/data/attributes/interval"
+            )
+        if interval != "daily":
+            raise ReportError(
+                f"The simulator only serves 'daily' series, not '{interval}'.", "/data/attributes/interval"
+            )
+        if (end.date() - start.date()).days + 1 > INTERVAL_LIMITS[interval]:
+            raise ReportError(
+                f"The timeframe is too long for interval '{interval}' (max {INTERVAL_LIMITS[interval]} days).",
+                "/data/attributes/timeframe",
+            )
+    days = _days(start.date(), end.date())
+    if family == "segment":
+        days = [d for d in days if d >= SEGMENT_DATA_START]
+    results = _results(account, family, series, stats, days, attrs)
+    attributes: dict[str, Any] = {"results": results}
+    if series:
+        attributes = {
+            "results": results,
+            "date_times": [dt.datetime.combine(d, dt.time(), UTC).isoformat() for d in days],
+        }
+    doc: dict[str, Any] = {
+        "type": report_type,
+        "id": str(uuid.UUID(int=_h(report_type, json.dumps(attrs, sort_keys=True)) << 64, version=4)),
+        "attributes": attributes,
+    }
+    if family == "campaign":
+        doc["relationships"] = {
+            "campaigns": {
+                "data": [{"type": "campaign", "id": r["groupings"]["campaign_id"]} for r in results]
+            }
+        }
+    elif family == "flow":
+        doc["relationships"] = {
+            "flows": {"data": [{"type": "flow", "id": r["groupings"]["flow_id"]} for r in results]},
+            "flow-messages": {
+                "data": [{"type": "flow-message", "id": r["groupings"]["flow_message_id"]} for r in results]
+            },
+        }
+    return {"data": doc, "links": {"self": f"{base}{op.path}"}}
+
+
+def _results(
+    account: Account, family: str, series: bool, stats: list[str], days: list[dt.date], attrs: dict
+) -> list:
+    results = []
+    if family == "segment":
+        wanted = _entity_filter(attrs.get("filter"), "segment_id")
+        for seg in sorted(account.segments, key=lambda r: r.id):
+            if wanted is not None and seg.id not in wanted:
+                continue
+            per_day = [segment_day(account, seg.id, d) for d in days]
+            if series:
+                statistics = {s: [p[s] for p in per_day] for s in stats}
+            else:
+                total = {
+                    "members_added": sum(p["members_added"] for p in per_day),
+                    "members_removed": sum(p["members_removed"] for p in per_day),
+                }
+                total["net_members_changed"] = total["members_added"] - total["members_removed"]
+                total["total_members"] = per_day[-1]["total_members"] if per_day else 0
+                statistics = {s: total[s] for s in stats}
+            results.append({"groupings": {"segment_id": seg.id}, "statistics": statistics})
+    elif family == "form":
+        wanted = _entity_filter(attrs.get("filter"), "form_id")
+        for form in sorted(account.forms, key=lambda r: r.id):
+            if wanted is not None and form.id not in wanted:
+                continue
+            per_day = [form_counts(account, form.id, d) for d in days]
+            if series:
+                statistics = {s: [form_statistics(p, [s])[s] for p in per_day] for s in stats}
+            else:
+                statistics = form_statistics(_sum(per_day), stats)
+            results.append({"groupings": {"form_id": form.id}, "statistics": statistics})
+    elif family == "flow":
+        wanted = _entity_filter(attrs.get("filter"), "flow_id")
+        for flow in sorted(account.flows, key=lambda r: r.id):
+            if wanted is not None and flow.id not in wanted:
+                continue
+            message_id = flow.relationships["flow-actions"][0][1]
+            per_day = [message_counts(account, "flow", flow.id, d) for d in days]
+            if series:
+                statistics = {s: [message_statistics(p, [s])[s] for p in per_day] for s in stats}
+            else:
+                statistics = message_statistics(_sum(per_day), stats)
+            groupings = {"flow_id": flow.id, "flow_message_id": message_id, "send_channel": "email"}
+            results.append({"groupings": groupings, "statistics": statistics})
+    else:
+        wanted = _entity_filter(attrs.get("filter"), "campaign_id")
+        first, last = (days[0], days[-1]) if days else (None, None)
+        for camp in sorted(account.campaigns, key=lambda r: r.id):
+            send = camp.attributes.get("send_time")
+            if not send or (wanted is not None and camp.id not in wanted):
+                continue
+            sent_on = parse_time(send).date()
+            if first is None or not (first <= sent_on <= last):
+                continue
+            channel = {"mobile_push": "push-notification"}.get(
+                camp.internal["messages.channel"], camp.internal["messages.channel"]
+            )
+            counts = message_counts(account, "campaign", camp.id, sent_on)
+            groupings = {
+                "campaign_id": camp.id,
+                "campaign_message_id": camp.relationships["campaign-messages"][0][1],
+                "send_channel": channel,
+            }
+            results.append({"groupings": groupings, "statistics": message_statistics(counts, stats)})
+    return results
+
+
+def _sum(per_day: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for p in per_day:
+        for k, v in p.items():
+            out[k] = out.get(k, 0) + v
+    return out
