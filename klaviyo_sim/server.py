@@ -261,9 +261,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     # -- plumbing ------------------------------------------------------------------------------------
+    def _record(self, status: int) -> None:
+        # Recorded before the response is written, so a client that has its answer sees the record.
+        if not self._recorded:
+            self._recorded = True
+            method, split, operation = self._request_info
+            self.sim.requests.append(
+                RequestRecord(method, split.path, split.query, status, time.time(), operation)
+            )
+
     def _send(
         self, status: int, body: bytes, content_type: str = JSONAPI, headers: dict | None = None
     ) -> None:
+        self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -280,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         split = urlsplit(self.path)
         status, operation = 500, None
+        self._recorded = False
+        self._request_info = (method, split, None)
         try:
             length = int(self.headers.get("Content-Length") or 0)
             raw_body = self.rfile.read(length) if length else b""
@@ -291,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "not_found", "Not found.", f"The path {split.path} was not found.")
             op, item_id = found
             operation = op.operation_id
+            self._request_info = (method, split, operation)
             account = self._authenticate()
             revision = self.headers.get("revision")
             if not revision:
@@ -327,9 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             sim.client_errors.append((500, detail, self.path))
             self._json(500, ApiError(500, "error", "A server error occurred.", detail).body())
         finally:
-            sim.requests.append(
-                RequestRecord(method, split.path, split.query, status, time.time(), operation)
-            )
+            self._record(status)
 
     def _base(self) -> str:
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
@@ -390,6 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"data": [{"type": "event", "id": ', JSONAPI)
         elif fault == "cut":
             body = b'{"data":[{"type":"event","id":"x","attributes":{"timestamp":1'
+            self._record(200)
             self.send_response(200)
             self.send_header("Content-Type", JSONAPI)
             self.send_header("Content-Length", str(len(body) * 10))

@@ -77,3 +77,28 @@ def make_sim():
 def sim(make_sim):
     """A small seeded account, limits off."""
     return make_sim()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_rate_budget(tmp_path, monkeypatch):
+    """Each test gets its own rate-budget files (the budget is shared per account across processes)."""
+    monkeypatch.setenv("KLAVIYO_RATE_STATE_DIR", str(tmp_path / "rate"))
+
+
+@pytest.fixture
+def client_for():
+    """Clients on a simulator; closed after the test."""
+    from resources.klaviyo import KlaviyoClient
+
+    made = []
+
+    def make(sim, **kwargs) -> KlaviyoClient:
+        kwargs.setdefault("backoff_base", 0.01)
+        kwargs.setdefault("now_margin", 1.0)
+        client = KlaviyoClient(TEST_KEY, base_url=sim.url, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for c in made:
+        c.close()

@@ -1,0 +1,557 @@
+"""The Klaviyo client every asset uses, and the Dagster resource that hands it out.
+
+`requests.Session` with the private key and the pinned revision; pages follow `links.next` verbatim; a rate
+budget shared across threads and processes; tenacity retries on 429 (honouring Retry-After), 5xx, timeouts,
+cut connections and bodies that are not JSON; immediate, descriptive errors on 4xx. The API key never
+appears in a message, log line, repr or metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import random
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import dagster as dg
+import requests
+import tenacity
+from pydantic import Field, PrivateAttr
+
+from resources.klaviyo_api import (
+    ENDPOINTS,
+    Cond,
+    Endpoint,
+    FilterNotAllowed,
+    build_filter,
+    parse_timestamp,
+    window_conditions,
+)
+from resources.ratelimit import REPORTS, XS, RateBudget, Tier
+
+log = logging.getLogger(__name__)
+UTC = dt.UTC
+DEFAULT_REVISION = "2026-07-15"
+DEFAULT_BASE_URL = "https://a.klaviyo.com"
+REPORT_PATHS = {
+    "campaign-values": "/api/campaign-values-reports",
+    "flow-values": "/api/flow-values-reports",
+    "flow-series": "/api/flow-series-reports",
+    "form-values": "/api/form-values-reports",
+    "form-series": "/api/form-series-reports",
+    "segment-values": "/api/segment-values-reports",
+    "segment-series": "/api/segment-series-reports",
+}
+
+__all__ = [
+    "FilterNotAllowed",
+    "KlaviyoApiError",
+    "KlaviyoClient",
+    "KlaviyoResource",
+    "Page",
+    "QuotaExhausted",
+]
+
+
+class KlaviyoError(RuntimeError):
+    """Base of the client's errors."""
+
+
+class KlaviyoApiError(KlaviyoError):
+    """Klaviyo refused a request (4xx): endpoint, status, and Klaviyo's own code, detail and source."""
+
+    def __init__(
+        self, method: str, endpoint: str, status: int, code: str | None, detail: str, source: Any = None
+    ):
+        self.method, self.endpoint, self.status = method, endpoint, status
+        self.code, self.detail, self.source = code, detail, source
+        where = f" (source: {source})" if source else ""
+        super().__init__(
+            f"Klaviyo {method} {endpoint} answered {status} {code or ''}: {detail}{where}".replace("  ", " ")
+        )
+
+
+class QuotaExhausted(KlaviyoError):
+    """A quota that resets far in the future (the reporting API's daily 225): stop now, say when it resets."""
+
+    def __init__(self, endpoint: str, retry_after: float):
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+        self.resets_at = dt.datetime.now(UTC) + dt.timedelta(seconds=retry_after)
+        super().__init__(
+            f"Klaviyo {endpoint}: quota exhausted; it resets in {retry_after:.0f} s "
+            f"(at {self.resets_at:%Y-%m-%d %H:%M:%S} UTC). Not waiting."
+        )
+
+
+class _Retryable(Exception):
+    """A failure worth another try."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class EndpointStats:
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    throttled_seconds: float = 0.0
+
+
+@dataclass
+class ApiStats:
+    """Calls, retries, 429s and seconds spent waiting, per endpoint (thread-safe)."""
+
+    per_endpoint: dict[str, EndpointStats] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, endpoint: str, **deltas: float) -> None:
+        with self.lock:
+            stats = self.per_endpoint.setdefault(endpoint, EndpointStats())
+            for k, v in deltas.items():
+                setattr(stats, k, getattr(stats, k) + v)
+
+    def totals(self) -> EndpointStats:
+        with self.lock:
+            out = EndpointStats()
+            for s in self.per_endpoint.values():
+                out.calls += s.calls
+                out.retries += s.retries
+                out.throttled += s.throttled
+                out.throttled_seconds += s.throttled_seconds
+            return out
+
+    def as_metadata(self) -> dict[str, Any]:
+        t = self.totals()
+        with self.lock:
+            per = {k: vars(v).copy() for k, v in self.per_endpoint.items()}
+        return {
+            "api_calls": t.calls,
+            "api_retries": t.retries,
+            "api_throttled": t.throttled,
+            "api_throttled_seconds": round(t.throttled_seconds, 3),
+            "api_per_endpoint": per,
+        }
+
+
+@dataclass
+class Page:
+    """One page of a listing: resources, `included` by (type, id), and the pass it belongs to."""
+
+    records: list[dict[str, Any]]
+    included: dict[tuple[str, str], dict[str, Any]]
+    context: dict[str, Any]
+    received: int  # records on the page before the client-side window filter
+
+    def related(self, record: dict[str, Any], relationship: str) -> list[dict[str, Any]]:
+        """The included resources a record's relationship points at."""
+        data = (record.get("relationships") or {}).get(relationship, {}).get("data")
+        if data is None:
+            return []
+        links = data if isinstance(data, list) else [data]
+        return [self.included[(d["type"], d["id"])] for d in links if (d["type"], d["id"]) in self.included]
+
+
+class KlaviyoClient:
+    """Reads one Klaviyo account."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        revision: str = DEFAULT_REVISION,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 300.0,
+        now_margin: float = 5.0,
+        budget: RateBudget | None = None,
+        stats: ApiStats | None = None,
+    ):
+        if not api_key:
+            raise KlaviyoError("no Klaviyo API key given (set KLAVIYO_API_KEY)")
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_attempts = max_attempts
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.max_retry_after = max_retry_after
+        self.now_margin = now_margin
+        account_key = hashlib.sha256(f"{self.base_url}\0{api_key}".encode()).hexdigest()[:16]
+        self.budget = budget or RateBudget(account_key)
+        self.stats = stats or ApiStats()
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Klaviyo-API-Key {api_key}",
+                "revision": revision,
+                "Accept": "application/vnd.api+json",
+                "User-Agent": "klaviyo-pipeline/0.1",
+            }
+        )
+        self._account_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- one request -------------------------------------------------------------------------------
+    def _endpoint_name(self, url: str) -> str:
+        """The endpoint's path template (ids replaced), for stats and messages."""
+        path = urlsplit(url).path.rstrip("/")
+        parts = path.split("/")
+        if len(parts) >= 4 and parts[1] == "api":
+            parts[3] = "{id}"
+        return "/".join(parts)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict | None = None,
+        json_body: Any = None,
+        tier: Tier,
+        bucket: str,
+    ) -> dict[str, Any]:
+        """Send one request through the budget with retries; the decoded JSON body."""
+        endpoint = self._endpoint_name(url)
+        attempts = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=lambda state: self._before_retry(endpoint, state),
+            reraise=True,
+        )
+        try:
+            for attempt in attempts:
+                with attempt:
+                    return self._once(method, url, params, json_body, tier, bucket, endpoint)
+        except _Retryable as exc:
+            raise KlaviyoError(
+                f"Klaviyo {method} {endpoint}: gave up after {self.max_attempts} attempts: {exc}"
+            ) from None
+        raise AssertionError("unreachable")
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            # The budget holds every client back until Retry-After has passed; add jitter on top.
+            return random.uniform(0, 0.25)
+        return min(self.backoff_cap, self.backoff_base * 2 ** (state.attempt_number - 1)) * random.uniform(
+            0.5, 1.5
+        )
+
+    def _before_retry(self, endpoint: str, state: tenacity.RetryCallState) -> None:
+        self.stats.add(endpoint, retries=1)
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("Klaviyo %s: retrying (attempt %d): %s", endpoint, state.attempt_number + 1, exc)
+
+    def _once(self, method, url, params, json_body, tier: Tier, bucket: str, endpoint: str) -> dict[str, Any]:
+        waited = self.budget.acquire(bucket, tier)
+        if waited:
+            self.stats.add(endpoint, throttled_seconds=waited)
+        self.stats.add(endpoint, calls=1)
+        try:
+            response = self._session.request(method, url, params=params, json=json_body, timeout=self.timeout)
+            body_bytes = response.content
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise _Retryable(f"{type(exc).__name__}") from None
+        status = response.status_code
+        if status == 429:
+            self.stats.add(endpoint, throttled=1)
+            retry_after = _retry_after(response)
+            if retry_after > self.max_retry_after:
+                raise QuotaExhausted(endpoint, retry_after)
+            self.budget.block(bucket, retry_after)
+            raise _Retryable(f"429 throttled, Retry-After {retry_after:.0f} s", retry_after=retry_after)
+        if status >= 500:
+            raise _Retryable(f"HTTP {status}{_html_note(response)}")
+        if status >= 400:
+            raise _client_error(method, endpoint, response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise _Retryable(
+                f"HTTP {status} with a body that is not JSON ({len(body_bytes)} bytes)"
+            ) from None
+        remaining = _int_header(response, "RateLimit-Remaining")
+        reset = _int_header(response, "RateLimit-Reset")
+        self.budget.observe(bucket, remaining, reset)
+        return body
+
+    # -- listings ----------------------------------------------------------------------------------
+    def iter_pages(
+        self,
+        endpoint: Endpoint,
+        params: dict[str, str] | None = None,
+        context: dict[str, Any] | None = None,
+        keep: Any = None,
+    ) -> Iterator[Page]:
+        """Pages of a listing, following `links.next` verbatim until it is null or absent."""
+        url: str | None = self.base_url + endpoint.path
+        first = True
+        seen_urls: set[str] = set()
+        while url:
+            body = self.request(
+                "GET", url, params=params if first else None, tier=endpoint.tier, bucket=endpoint.entity
+            )
+            first = False
+            if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+                raise KlaviyoError(f"Klaviyo GET {endpoint.path}: the response has no 'data' list")
+            data = body["data"]
+            included = {(r.get("type"), r.get("id")): r for r in body.get("included") or []}
+            records = [r for r in data if keep(r)] if keep else data
+            yield Page(records, included, dict(context or {}), len(data))
+            next_url = (body.get("links") or {}).get("next")
+            if next_url and next_url in seen_urls:
+                raise KlaviyoError(f"Klaviyo GET {endpoint.path}: the cursor did not advance")
+            if next_url:
+                seen_urls.add(next_url)
+            url = next_url
+
+    def clamp_end(self, end: dt.datetime | None) -> dt.datetime:
+        """Never ask for a bound later than now minus a small margin (Klaviyo rejects bounds near now)."""
+        limit = dt.datetime.now(UTC) - dt.timedelta(seconds=self.now_margin)
+        return limit if end is None or end > limit else end
+
+    def list_window(
+        self,
+        entity: str,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        *,
+        filters: Iterable[Cond] = (),
+        include: Iterable[str] = (),
+        additional_fields: Iterable[str] = (),
+        page_size: int | None = None,
+        sort: str | None = None,
+    ) -> Iterator[Page]:
+        """Every record of an entity whose timestamp lies in [start, end), across the passes the entity needs
+        (campaigns per channel and archived state, flows per archived state)."""
+        endpoint = ENDPOINTS[entity]
+        if endpoint.updated_field is not None:
+            end = self.clamp_end(end)
+            if start is not None and start >= end:
+                return
+        base = list(filters) + window_conditions(endpoint, start, end)
+        fname = endpoint.updated_field
+
+        def keep(record: dict[str, Any]) -> bool:
+            if fname is None or (start is None and end is None):
+                return True
+            try:
+                stamp = parse_timestamp((record.get("attributes") or {}).get(fname))
+            except ValueError:
+                return True  # let the transform report an unparseable timestamp rather than drop the record
+            if stamp is None:
+                return True
+            return (start is None or stamp >= start) and (end is None or stamp < end)
+
+        size = page_size or endpoint.page_size
+        for conds, ctx in _passes(endpoint):
+            params = _list_params(endpoint, conds + base, size, include, additional_fields, sort)
+            yield from self.iter_pages(endpoint, params, ctx, keep)
+
+    def newest_update(self, entity: str) -> dt.datetime | None:
+        """The newest timestamp of an entity: one request per pass where the API sorts newest first,
+        otherwise (metrics) one listing."""
+        endpoint = ENDPOINTS[entity]
+        fname = endpoint.updated_field
+        if fname is None:
+            return None
+        sortable = entity in SORTS_BY_UPDATE
+        newest: dt.datetime | None = None
+        for conds, ctx in _passes(endpoint):
+            if sortable:
+                params = _list_params(endpoint, conds, 1, (), (), f"-{fname}")
+                pages: Iterable[Page] = [next(self.iter_pages(endpoint, params, ctx))]
+            else:
+                pages = self.iter_pages(endpoint, _list_params(endpoint, conds, None, (), (), None), ctx)
+            for page in pages:
+                for record in page.records:
+                    try:
+                        stamp = parse_timestamp((record.get("attributes") or {}).get(fname))
+                    except ValueError:
+                        continue
+                    if stamp is not None and (newest is None or stamp > newest):
+                        newest = stamp
+        return newest
+
+    def get_resource(
+        self, entity: str, record_id: str, additional_fields: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        endpoint = ENDPOINTS[entity]
+        params = {}
+        extra = list(additional_fields)
+        tier = endpoint.tier
+        bucket = f"{entity}-get"
+        if extra:
+            params[f"additional-fields[{endpoint.type}]"] = ",".join(extra)
+            if "profile_count" in extra:
+                tier, bucket = XS, f"{entity}-profile-count"
+        body = self.request(
+            "GET", f"{self.base_url}{endpoint.path}/{record_id}", params=params, tier=tier, bucket=bucket
+        )
+        return body["data"]
+
+    def account_id(self) -> str:
+        """The account's id (GET /api/accounts, cached)."""
+        if self._account_id is None:
+            body = self.request("GET", f"{self.base_url}/api/accounts", tier=XS, bucket="accounts")
+            try:
+                self._account_id = body["data"][0]["id"]
+            except (KeyError, IndexError, TypeError):
+                raise KlaviyoError("Klaviyo GET /api/accounts: no account in the response") from None
+        return self._account_id
+
+    def report(self, kind: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """POST a Reporting API query (1/s, 2/min, 225/day per account); the response's data."""
+        path = REPORT_PATHS[kind]
+        body = {"data": {"type": f"{kind}-report", "attributes": attributes}}
+        return self.request("POST", self.base_url + path, json_body=body, tier=REPORTS, bucket="reports")[
+            "data"
+        ]
+
+
+SORTS_BY_UPDATE = {"campaigns", "flows", "forms", "segments", "lists", "profiles", "events"}
+
+
+def _passes(endpoint: Endpoint) -> list[tuple[list[Cond], dict[str, Any]]]:
+    """The listings an entity needs: campaigns per channel and archived state, flows per archived state."""
+    passes: list[tuple[list[Cond], dict[str, Any]]] = [([], {})]
+    if endpoint.channel_passes:
+        passes = [
+            ([Cond("equals", "messages.channel", ch)], {"channel": ch}) for ch in endpoint.channel_passes
+        ]
+    if endpoint.archived_passes:
+        passes = [
+            (conds + [Cond("equals", "archived", flag)], {**ctx, "archived": flag})
+            for conds, ctx in passes
+            for flag in (False, True)
+        ]
+    return passes
+
+
+def _list_params(
+    endpoint: Endpoint,
+    conditions: list[Cond],
+    size: int | None,
+    include: Iterable[str],
+    additional_fields: Iterable[str],
+    sort: str | None,
+) -> dict[str, str]:
+    params: dict[str, str] = {}
+    filter_text = build_filter(endpoint, conditions)
+    if filter_text:
+        params["filter"] = filter_text
+    if size is not None and endpoint.page_size is not None:
+        params["page[size]"] = str(min(size, endpoint.page_size))
+    if include:
+        params["include"] = ",".join(include)
+    if additional_fields:
+        params[f"additional-fields[{endpoint.type}]"] = ",".join(additional_fields)
+    if sort:
+        params["sort"] = sort
+    return params
+
+
+def _retry_after(response: requests.Response) -> float:
+    raw = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return 1.0
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _html_note(response: requests.Response) -> str:
+    ctype = response.headers.get("Content-Type", "")
+    return f" (an HTML page, {ctype})" if "html" in ctype else ""
+
+
+def _client_error(method: str, endpoint: str, response: requests.Response) -> KlaviyoApiError:
+    ctype = response.headers.get("Content-Type", "")
+    status = response.status_code
+    if "json" not in ctype:
+        challenge = (
+            " (cf-mitigated: challenge: a Cloudflare challenge page)"
+            if response.headers.get("cf-mitigated")
+            else ""
+        )
+        return KlaviyoApiError(
+            method,
+            endpoint,
+            status,
+            None,
+            f"an HTML/non-JSON page ({ctype or 'no content type'}) instead of JSON{challenge}",
+        )
+    try:
+        errors = response.json().get("errors") or [{}]
+        first = errors[0]
+    except (ValueError, AttributeError):
+        first = {}
+    return KlaviyoApiError(
+        method,
+        endpoint,
+        status,
+        first.get("code"),
+        first.get("detail") or first.get("title") or response.reason,
+        first.get("source") or None,
+    )
+
+
+class KlaviyoResource(dg.ConfigurableResource):
+    """Klaviyo API access for the assets. The key comes from the environment and is never shown."""
+
+    api_key: str = Field(description="Private API key (pk_...); use dg.EnvVar('KLAVIYO_API_KEY').")
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="API host; the simulator's URL when testing.")
+    revision: str = Field(default=DEFAULT_REVISION, description="Pinned API revision header.")
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_attempts: int = Field(default=6, description="Tries per request (first included).")
+    max_retry_after: float = Field(default=300.0, description="A longer Retry-After is a quota: fail fast.")
+
+    _client: KlaviyoClient | None = PrivateAttr(default=None)
+
+    def client(self) -> KlaviyoClient:
+        if self._client is None:
+            self._client = KlaviyoClient(
+                self.api_key,
+                base_url=self.base_url,
+                revision=self.revision,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_attempts=self.max_attempts,
+                max_retry_after=self.max_retry_after,
+            )
+        return self._client
+
+    def fresh_client(self) -> KlaviyoClient:
+        """A client with its own stats (one per materialization)."""
+        return KlaviyoClient(
+            self.api_key,
+            base_url=self.base_url,
+            revision=self.revision,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            max_retry_after=self.max_retry_after,
+        )

@@ -1,0 +1,286 @@
+"""What the client knows about Klaviyo's endpoints (revision 2026-07-15), and its filter syntax.
+
+Written from Klaviyo's documentation and OpenAPI spec (see ../shared/KLAVIYO_API.md §2-§4): page-size maxima,
+rate-limit tiers, and which filter operators each field allows. A filter that Klaviyo would reject with a 400
+is refused here, before it is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from resources.ratelimit import XL, L, M, S, Tier
+
+UTC = dt.UTC
+CMP = frozenset({"greater-or-equal", "greater-than", "less-or-equal", "less-than"})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A list endpoint: path, JSON:API type, largest page, tier, the timestamp it windows on, its filters."""
+
+    entity: str
+    path: str
+    type: str
+    page_size: int | None
+    tier: Tier
+    updated_field: str | None
+    filters: dict[str, frozenset[str]] = field(default_factory=dict)
+    archived_passes: bool = False
+    channel_passes: tuple[str, ...] = ()
+
+
+def _ops(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    e.entity: e
+    for e in [
+        Endpoint(
+            "campaigns",
+            "/api/campaigns",
+            "campaign",
+            100,
+            M,
+            "updated_at",
+            {
+                "id": _ops("any"),
+                "messages.channel": _ops("equals"),
+                "name": _ops("contains"),
+                "status": _ops("any", "equals"),
+                "archived": _ops("equals"),
+                "created_at": CMP,
+                "scheduled_at": CMP,
+                "updated_at": CMP,
+            },
+            archived_passes=True,
+            channel_passes=("email", "sms", "mobile_push"),
+        ),
+        Endpoint(
+            "flows",
+            "/api/flows",
+            "flow",
+            50,
+            S,
+            "updated",
+            {
+                "id": _ops("any"),
+                "name": _ops("contains", "ends-with", "equals", "starts-with"),
+                "status": _ops("equals"),
+                "archived": _ops("equals"),
+                "created": CMP | {"equals"},
+                "updated": CMP | {"equals"},
+                "trigger_type": _ops("equals"),
+            },
+            archived_passes=True,
+        ),
+        Endpoint(
+            "forms",
+            "/api/forms",
+            "form",
+            100,
+            S,
+            "updated_at",
+            {
+                "id": _ops("any", "equals"),
+                "name": _ops("any", "contains", "equals"),
+                "ab_test": _ops("equals"),
+                "created_at": CMP,
+                "updated_at": CMP,
+                "status": _ops("equals"),
+            },
+        ),
+        Endpoint(
+            "segments",
+            "/api/segments",
+            "segment",
+            10,
+            L,
+            "updated",
+            {
+                "name": _ops("any", "equals"),
+                "id": _ops("any", "equals"),
+                "created": _ops("greater-than"),
+                "updated": _ops("greater-than"),
+                "is_active": _ops("any", "equals"),
+                "is_starred": _ops("equals"),
+            },
+        ),
+        Endpoint(
+            "lists",
+            "/api/lists",
+            "list",
+            10,
+            L,
+            "updated",
+            {
+                "name": _ops("any", "equals"),
+                "id": _ops("any", "equals"),
+                "created": _ops("greater-than"),
+                "updated": _ops("greater-than"),
+            },
+        ),
+        # No sort, no page[size], no time filter: windowed client-side on `updated`.
+        Endpoint(
+            "metrics",
+            "/api/metrics",
+            "metric",
+            None,
+            M,
+            "updated",
+            {"integration.name": _ops("equals"), "integration.category": _ops("equals")},
+        ),
+        Endpoint(
+            "tags",
+            "/api/tags",
+            "tag",
+            50,
+            S,
+            None,
+            {"name": _ops("contains", "ends-with", "equals", "starts-with")},
+        ),
+        Endpoint(
+            "profiles",
+            "/api/profiles",
+            "profile",
+            100,
+            L,
+            "updated",
+            {
+                "id": _ops("any", "equals"),
+                "email": _ops("any", "equals"),
+                "phone_number": _ops("any", "equals"),
+                "external_id": _ops("any", "equals"),
+                "_kx": _ops("equals"),
+                "created": _ops("greater-than", "less-than"),
+                "updated": _ops("greater-than", "less-than"),
+            },
+        ),
+        Endpoint(
+            "events",
+            "/api/events",
+            "event",
+            1000,
+            XL,
+            "datetime",
+            {
+                "metric_id": _ops("equals"),
+                "profile_id": _ops("equals"),
+                "profile": _ops("has"),
+                "metric": _ops("has"),
+                "datetime": CMP,
+                "timestamp": CMP,
+            },
+        ),
+    ]
+}
+
+
+class FilterNotAllowed(ValueError):
+    """A filter Klaviyo would reject (operator not allowed for the field, or a value it cannot take)."""
+
+
+@dataclass(frozen=True)
+class Cond:
+    op: str
+    field: str
+    value: Any = None
+
+
+def render_value(value: Any) -> str:
+    """Klaviyo's value syntax: strings quoted, datetimes bare in UTC, booleans and numbers bare, lists bracketed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise FilterNotAllowed(f"naive datetime {value!r}: give a timezone")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FilterNotAllowed(f"{value!r} cannot be sent in a filter")
+        return repr(value)
+    if isinstance(value, str):
+        if '"' not in value:
+            return f'"{value}"'
+        if "'" not in value:
+            return f"'{value}'"
+        raise FilterNotAllowed(f"{value!r} holds both quote characters and cannot be written in a filter")
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(render_value(v) for v in value) + "]"
+    raise FilterNotAllowed(f"cannot write {type(value).__name__} in a filter")
+
+
+def build_filter(endpoint: Endpoint, conditions: Iterable[Cond]) -> str | None:
+    """The filter string for these conditions, or an error naming the first one Klaviyo would reject."""
+    parts = []
+    for c in conditions:
+        allowed = endpoint.filters.get(c.field)
+        if allowed is None:
+            raise FilterNotAllowed(f"{endpoint.path}: '{c.field}' cannot be filtered on")
+        if c.op not in allowed:
+            raise FilterNotAllowed(
+                f"{endpoint.path}: '{c.op}' is not allowed for '{c.field}' (allowed: {', '.join(sorted(allowed))})"
+            )
+        if c.op == "has":
+            parts.append(f"has({c.field})")
+        else:
+            parts.append(f"{c.op}({c.field},{render_value(c.value)})")
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else "and(" + ",".join(parts) + ")"
+
+
+def parse_timestamp(value: Any) -> dt.datetime | None:
+    """Klaviyo's datetimes in any shape it sends: T or space, with or without microseconds, Z or an offset.
+
+    Returns None for None; raises ValueError for text that is not a datetime.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > 10 and text[10] == " ":
+            text = text[:10] + "T" + text[11:]
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = dt.datetime.fromisoformat(text)
+    else:
+        raise ValueError(f"not a datetime: {value!r}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def window_conditions(endpoint: Endpoint, start: dt.datetime | None, end: dt.datetime | None) -> list[Cond]:
+    """Server-side conditions for the window [start, end) on the endpoint's timestamp.
+
+    Each bound uses the best operator the field allows, widened to whole seconds; records outside the exact
+    window are dropped client-side. A bound the field cannot take at all is applied client-side only.
+    """
+    fname = endpoint.updated_field
+    allowed = endpoint.filters.get(fname or "", frozenset())
+    out: list[Cond] = []
+    if start is not None:
+        floor = start.replace(microsecond=0)
+        if "greater-or-equal" in allowed:
+            out.append(Cond("greater-or-equal", fname, floor))
+        elif "greater-than" in allowed:
+            out.append(Cond("greater-than", fname, floor - dt.timedelta(seconds=1)))
+    if end is not None:
+        ceil = end if end.microsecond == 0 else end.replace(microsecond=0) + dt.timedelta(seconds=1)
+        if "less-than" in allowed:
+            out.append(Cond("less-than", fname, ceil))
+        elif "less-or-equal" in allowed:
+            out.append(Cond("less-or-equal", fname, ceil))
+    return out
