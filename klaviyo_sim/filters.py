@@ -208,7 +208,10 @@ def matches(cond: Condition, actual: Any) -> bool:
         return actual is not None
     target = cond.value
     if isinstance(actual, str) and isinstance(target, dt.datetime):
-        actual = parse_time(actual)
+        try:
+            actual = parse_time(actual)
+        except ValueError:
+            return False  # a value that is not a datetime never compares
     if cond.op == "equals":
         if isinstance(target, list):
             return actual in target

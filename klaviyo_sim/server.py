@@ -87,11 +87,14 @@ class Faults:
     rate_html_504: float = 0.0
     slow_seconds: float = 2.0
     retry_after: int = 1
+    operations: set[str] | None = None  # only these operations get faults (None: all)
     script: collections.deque = field(default_factory=collections.deque)
     rng: random.Random = field(default_factory=lambda: random.Random(1234))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_fault(self) -> str | None:
+    def next_fault(self, operation: str | None = None) -> str | None:
+        if self.operations is not None and operation not in self.operations:
+            return None
         with self.lock:
             if self.script:
                 return self.script.popleft()
@@ -108,8 +111,8 @@ class Faults:
             roll -= rate
         return None
 
-    def queue(self, *faults: str) -> None:
-        """Answer the next requests with these faults, in order: 429, 503, slow, cut, 504html, badjson, 403html."""
+    def queue(self, *faults: str | None) -> None:
+        """Answer the next requests with these, in order: 429, 503, slow, cut, 504html, badjson, 403html, or None."""
         with self.lock:
             self.script.extend(faults)
 
@@ -320,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if op_id == op.operation_id and value in params.get(param, "").split(","):
                     buckets.append((f"{op_id}:{value}", burst, steady, None))
             limit_headers = sim.limiter.check(buckets, account)
-            fault = sim.faults.next_fault()
+            fault = sim.faults.next_fault(op.operation_id)
             if fault and self._fault(fault):
                 status = {"429": 429, "503": 503, "504html": 504, "403html": 403}.get(fault, 200)
                 return

@@ -101,6 +101,7 @@ class Warehouse(dg.ConfigurableResource):
 
     _engine: Engine | None = PrivateAttr(default=None)
     _tables: dict[str, Table] = PrivateAttr(default_factory=dict)
+    _migrated: bool = PrivateAttr(default=False)
 
     @property
     def engine(self) -> Engine:
@@ -119,6 +120,12 @@ class Warehouse(dg.ConfigurableResource):
             with self.engine.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"'))
         return apply_migrations(self.engine)
+
+    def ensure_migrated(self) -> None:
+        """Apply pending migrations once per process (every pipeline run starts with this)."""
+        if not self._migrated:
+            self.migrate()
+            self._migrated = True
 
     def table(self, name: str) -> Table:
         """The reflected table (cached)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import uuid
 
+# Read when the definitions load: entity steps retry without a long pause in tests.
+os.environ.setdefault("KLAVIYO_STEP_RETRY_DELAY", "0.2")
+
 import psycopg
 import pytest
 
@@ -102,3 +105,23 @@ def client_for():
     yield make
     for c in made:
         c.close()
+
+
+@pytest.fixture
+def make_warehouse(test_database_url):
+    """More migrated warehouses, each in its own schema."""
+    made = []
+
+    def make() -> Warehouse:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        wh = Warehouse(url=test_database_url, schema_name=name)
+        wh.migrate()
+        made.append(wh)
+        return wh
+
+    yield make
+    raw = test_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    for wh in made:
+        wh.dispose()
+        with psycopg.connect(raw, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{wh.schema_name}" CASCADE')

@@ -1,0 +1,225 @@
+"""Pure transforms: JSON:API records -> typed DataFrames for the entity tables. No I/O, no Dagster.
+
+Each entity maps Klaviyo's attributes to typed columns; the whole resource (attributes, relationships, links)
+lands in `metadata`, so nothing Klaviyo sends is lost, unknown fields included. A record without an id, or
+whose timestamps cannot be parsed, is rejected with a reason instead of stopping the batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from resources.klaviyo_api import parse_timestamp
+
+UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # text, timestamp, bool, int
+    get: Callable[[dict[str, Any], dict[str, Any]], Any]  # (attributes, context) -> value
+
+
+@dataclass(frozen=True)
+class EntityShape:
+    entity: str
+    table: str
+    columns: tuple[Column, ...]
+
+
+@dataclass
+class Rejected:
+    id: str | None
+    reason: str
+
+
+@dataclass
+class TransformResult:
+    frame: pd.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def attr(name: str) -> Callable[[dict, dict], Any]:
+    def get(a: dict, _c: dict) -> Any:
+        value: Any = a
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    return get
+
+
+def _segment_status(a: dict, _c: dict) -> str:
+    # Klaviyo has no segment status; derive the seed's from its flags: processing, active or inactive.
+    if a.get("is_processing"):
+        return "processing"
+    return "active" if a.get("is_active") else "inactive"
+
+
+def _campaign_channel(a: dict, c: dict) -> str | None:
+    return c.get("channel")
+
+
+def _tag_group(a: dict, c: dict) -> str | None:
+    data = (c.get("_relationships") or {}).get("tag-group", {}).get("data")
+    return data.get("id") if isinstance(data, dict) else None
+
+
+def C(name: str, kind: str, get: Callable[[dict, dict], Any] | str | None = None) -> Column:  # noqa: N802
+    return Column(name, kind, attr(get or name) if not callable(get) else get)
+
+
+SHAPES: dict[str, EntityShape] = {
+    s.entity: s
+    for s in [
+        EntityShape(
+            "campaigns",
+            "klaviyo_campaigns",
+            (
+                C("name", "text"),
+                C("status", "text"),
+                C("channel", "text", _campaign_channel),
+                C("archived", "bool"),
+                C("send_strategy", "text", "send_strategy.method"),
+                C("send_time", "timestamp"),
+                C("scheduled_at", "timestamp"),
+                C("created_date", "timestamp", "created_at"),
+                C("updated_date", "timestamp", "updated_at"),
+            ),
+        ),
+        EntityShape(
+            "flows",
+            "klaviyo_flows",
+            (
+                C("name", "text"),
+                C("status", "text"),
+                C("archived", "bool"),
+                C("trigger_type", "text"),
+                C("created_date", "timestamp", "created"),
+                C("updated_date", "timestamp", "updated"),
+            ),
+        ),
+        EntityShape(
+            "forms",
+            "klaviyo_forms",
+            (
+                C("name", "text"),
+                C("status", "text"),
+                C("ab_test", "bool"),
+                C("created_date", "timestamp", "created_at"),
+                C("updated_date", "timestamp", "updated_at"),
+            ),
+        ),
+        EntityShape(
+            "segments",
+            "klaviyo_segments",
+            (
+                C("name", "text"),
+                C("status", "text", _segment_status),
+                C("is_active", "bool"),
+                C("is_processing", "bool"),
+                C("is_starred", "bool"),
+                C("created_date", "timestamp", "created"),
+                C("updated_date", "timestamp", "updated"),
+            ),
+        ),
+        EntityShape(
+            "lists",
+            "klaviyo_lists",
+            (
+                C("name", "text"),
+                C("opt_in_process", "text"),
+                C("created_date", "timestamp", "created"),
+                C("updated_date", "timestamp", "updated"),
+            ),
+        ),
+        EntityShape(
+            "metrics",
+            "klaviyo_metrics",
+            (
+                C("name", "text"),
+                C("integration_name", "text", "integration.name"),
+                C("integration_category", "text", "integration.category"),
+                C("created_date", "timestamp", "created"),
+                C("updated_date", "timestamp", "updated"),
+            ),
+        ),
+        EntityShape(
+            "tags",
+            "klaviyo_tags",
+            (C("name", "text"), C("tag_group_id", "text", _tag_group)),
+        ),
+    ]
+}
+
+_DTYPES = {"text": "object", "bool": "boolean", "int": "Int64"}
+
+
+def transform(
+    entity: str, records: Iterable[dict[str, Any]], account_id: str, context: dict[str, Any] | None = None
+) -> TransformResult:
+    """Records of one entity (one page or batch) -> a typed frame for its table, plus what was rejected."""
+    shape = SHAPES[entity]
+    context = dict(context or {})
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        if not isinstance(rid, str) or not rid:
+            rejected.append(Rejected(None, f"record without an id: {str(record)[:200]}"))
+            continue
+        attributes = record.get("attributes")
+        if not isinstance(attributes, dict):
+            rejected.append(Rejected(rid, "record without attributes"))
+            continue
+        ctx = {**context, "_relationships": record.get("relationships") or {}}
+        row: dict[str, Any] = {"id": rid, "account_id": account_id}
+        try:
+            for col in shape.columns:
+                value = col.get(attributes, ctx)
+                if col.kind == "timestamp":
+                    value = parse_timestamp(value)
+                elif col.kind == "bool" and value is not None and not isinstance(value, bool):
+                    raise ValueError(f"{col.name} is not a boolean: {value!r}")
+                elif col.kind == "text" and value is not None and not isinstance(value, str):
+                    value = str(value)
+                row[col.name] = value
+        except ValueError as exc:
+            rejected.append(Rejected(rid, f"unparseable value: {exc}"))
+            continue
+        if "archived" in row and row["archived"] is None:
+            row["archived"] = bool(context.get("archived", False))
+        row["metadata"] = _raw(record)
+        if context:
+            row["metadata"]["_sync"] = {k: v for k, v in context.items() if not k.startswith("_")}
+        rows.append(row)
+    return TransformResult(_frame(shape, rows), rejected)
+
+
+def _raw(record: dict[str, Any]) -> dict[str, Any]:
+    """The resource as Klaviyo sent it, less its links (derivable from type and id, and host-specific)."""
+    raw = {k: v for k, v in record.items() if k not in ("id", "links")}
+    relationships = raw.get("relationships")
+    if isinstance(relationships, dict):
+        raw["relationships"] = {
+            name: {k: v for k, v in rel.items() if k != "links"} if isinstance(rel, dict) else rel
+            for name, rel in relationships.items()
+        }
+    return raw
+
+
+def _frame(shape: EntityShape, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    names = ["id", "account_id", *(c.name for c in shape.columns), "metadata"]
+    frame = pd.DataFrame(rows, columns=names)
+    for col in shape.columns:
+        if col.kind == "timestamp":
+            frame[col.name] = pd.to_datetime(frame[col.name], utc=True)
+        else:
+            frame[col.name] = frame[col.name].astype(_DTYPES[col.kind])
+    return frame

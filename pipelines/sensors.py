@@ -1,0 +1,121 @@
+"""Sensors: run when Klaviyo changed, bootstrap empty tables, record run failures in the status table."""
+
+import datetime as dt
+import json
+import time
+
+import dagster as dg
+from sqlalchemy import text
+
+from assets.entities import SNAPSHOTS, WINDOWED
+from pipelines.jobs import entity_jobs
+from pipelines.partitions import daily_partitions
+from resources import sync_status
+from resources.klaviyo import KlaviyoResource
+from resources.warehouse import Warehouse
+
+UTC = dt.UTC
+RETRY_AFTER_SECONDS = 1800  # re-request a change (or a bootstrap) still not loaded after this long
+
+
+def _today() -> str:
+    return dt.datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+@dg.sensor(
+    jobs=[entity_jobs[e] for e in WINDOWED],
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="One cheap request per entity pass (newest update first); a run of today's partition only "
+    "for entities that changed since their watermark.",
+)
+def klaviyo_change_sensor(
+    context: dg.SensorEvaluationContext, klaviyo: KlaviyoResource, warehouse: Warehouse
+) -> dg.SensorResult | dg.SkipReason:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    seen: dict = cursor.get("seen", {})
+    warehouse.ensure_migrated()
+    client = klaviyo.fresh_client()
+    try:
+        account = cursor.get("account_id") or client.account_id()
+        requests = []
+        now = time.time()
+        for entity in WINDOWED:
+            newest = client.newest_update(entity)
+            if newest is None:
+                continue
+            mark = sync_status.watermark(warehouse.engine, account, entity)
+            if mark is not None and newest <= mark:
+                continue
+            last = seen.get(entity, {})
+            if last.get("newest") == newest.isoformat() and now - last.get("at", 0) < RETRY_AFTER_SECONDS:
+                continue  # already asked for this change; give that run time to land
+            attempt = last.get("attempt", 0) + 1 if last.get("newest") == newest.isoformat() else 1
+            seen[entity] = {"newest": newest.isoformat(), "at": now, "attempt": attempt}
+            requests.append(
+                dg.RunRequest(
+                    job_name=entity_jobs[entity].name,
+                    partition_key=_today(),
+                    run_key=f"change:{entity}:{newest.isoformat()}:{attempt}",
+                    tags={"klaviyo/trigger": "change", "klaviyo/newest": newest.isoformat()},
+                )
+            )
+        calls = client.stats.totals().calls
+    finally:
+        client.close()
+    new_cursor = json.dumps({"account_id": account, "seen": seen}, sort_keys=True)
+    if not requests:
+        context.update_cursor(new_cursor)
+        return dg.SkipReason(f"no entity changed since its watermark ({calls} requests)")
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+@dg.sensor(
+    jobs=[entity_jobs[e] for e in WINDOWED + SNAPSHOTS],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="When an entity's table is empty, ask for its whole history (one run over all partitions).",
+)
+def klaviyo_bootstrap_sensor(
+    context: dg.SensorEvaluationContext, warehouse: Warehouse
+) -> dg.SensorResult | dg.SkipReason:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    warehouse.ensure_migrated()
+    now = time.time()
+    requests = []
+    with warehouse.engine.connect() as conn:
+        for entity in WINDOWED + SNAPSHOTS:
+            if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM klaviyo_{entity})")).scalar_one():
+                continue
+            last = cursor.get(entity, {})
+            if now - last.get("at", 0) < RETRY_AFTER_SECONDS:
+                continue
+            attempt = last.get("attempt", 0) + 1
+            cursor[entity] = {"at": now, "attempt": attempt}
+            tags = {"klaviyo/trigger": "bootstrap"}
+            if entity in WINDOWED:
+                tags |= {
+                    "dagster/asset_partition_range_start": daily_partitions.get_first_partition_key(),
+                    "dagster/asset_partition_range_end": _today(),
+                }
+            requests.append(
+                dg.RunRequest(
+                    job_name=entity_jobs[entity].name, run_key=f"bootstrap:{entity}:{attempt}", tags=tags
+                )
+            )
+    new_cursor = json.dumps(cursor, sort_keys=True)
+    if not requests:
+        context.update_cursor(new_cursor)
+        return dg.SkipReason("every entity table has data (or its bootstrap run is under way)")
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+@dg.run_failure_sensor(
+    name="klaviyo_run_failure_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks entities of a failed run as failed in klaviyo_sync_status (e.g. the run died outside the asset).",
+)
+def klaviyo_run_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehouse) -> None:
+    message = context.failure_event.message or "run failed"
+    count = sync_status.mark_run_failed(warehouse.engine, context.dagster_run.run_id, message[:4000])
+    context.log.info(f"marked {count} entity sync(s) of run {context.dagster_run.run_id} as failed")

@@ -1,0 +1,348 @@
+"""The Dagster pipeline end to end: simulator over HTTP, real Postgres, real Dagster (ephemeral instance)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+from sqlalchemy import text
+
+from assets.entities import ENTITIES, entity_assets
+from klaviyo_sim.data import Resource
+from pipelines.checks import entity_checks
+from pipelines.jobs import all_entities_job, entity_jobs
+from pipelines.partitions import daily_partitions
+from pipelines.schedules import klaviyo_incremental_schedule, klaviyo_settle_schedule
+from pipelines.sensors import klaviyo_bootstrap_sensor, klaviyo_change_sensor
+from resources.klaviyo import KlaviyoResource
+from resources.klaviyo_api import parse_timestamp
+from tests.conftest import TEST_KEY
+
+UTC = dt.UTC
+KIND = {
+    "campaigns": "campaign",
+    "flows": "flow",
+    "forms": "form",
+    "segments": "segment",
+    "lists": "list",
+    "metrics": "metric",
+    "tags": "tag",
+}
+STAMP = {"campaigns": "updated_at", "forms": "updated_at"}
+
+
+def defs_for(sim, warehouse, **klaviyo_kwargs) -> dg.Definitions:
+    return dg.Definitions(
+        assets=entity_assets,
+        asset_checks=entity_checks,
+        jobs=[all_entities_job, *entity_jobs.values()],
+        resources={
+            "klaviyo": KlaviyoResource(api_key=TEST_KEY, base_url=sim.url, **klaviyo_kwargs),
+            "warehouse": warehouse,
+        },
+    )
+
+
+def run(defs, job="klaviyo_sync_all", *, partition=None, start=None, end=None, config=None, selection=None):
+    tags = {}
+    if start:
+        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key=partition,
+        tags=tags,
+        run_config=config or {},
+        asset_selection=selection,
+        raise_on_error=False,
+    )
+
+
+def rows(warehouse, entity) -> dict[str, dict]:
+    with warehouse.engine.connect() as conn:
+        result = conn.execute(text(f"SELECT * FROM klaviyo_{entity} ORDER BY id"))
+        return {r.id: dict(r._mapping) for r in result}
+
+
+def status(warehouse, entity):
+    with warehouse.engine.connect() as conn:
+        return conn.execute(
+            text("SELECT * FROM klaviyo_sync_status WHERE entity = :e"), {"e": entity}
+        ).one_or_none()
+
+
+def sim_stamp(resource: Resource, entity: str) -> dt.datetime:
+    return parse_timestamp(resource.attributes[STAMP.get(entity, "updated")])
+
+
+def busiest_day(sim, entity) -> str:
+    days = [sim_stamp(r, entity).date() for r in sim.account.collections[KIND[entity]]]
+    first = dt.date.fromisoformat(daily_partitions.get_first_partition_key())
+    candidates = [d for d in days if d > first]
+    return max(set(candidates), key=candidates.count).isoformat()
+
+
+def mat_metadata(result, entity):
+    mats = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["klaviyo", entity])
+    ]
+    return {k: v.value for k, v in mats[-1].materialization.metadata.items()}
+
+
+@pytest.mark.parametrize("entity", ["campaigns", "flows", "forms", "segments", "lists"])
+def test_a_partition_loads_exactly_the_records_of_its_window(sim, warehouse, entity):
+    defs = defs_for(sim, warehouse)
+    day = busiest_day(sim, entity)
+    result = run(defs, entity_jobs[entity].name, partition=day)
+    assert result.success
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=UTC)
+    want = {
+        r.id: r
+        for r in sim.account.collections[KIND[entity]]
+        if start <= sim_stamp(r, entity) < start + dt.timedelta(days=1)
+    }
+    got = rows(warehouse, entity)
+    assert set(got) == set(want) and want
+    for rid, r in want.items():
+        assert got[rid]["name"] == r.attributes.get("name")
+        assert got[rid]["updated_date"] == sim_stamp(r, entity)
+        assert got[rid]["account_id"] == sim.account.account_id
+        if "archived" in r.attributes:
+            assert got[rid]["archived"] == r.attributes["archived"]
+        assert got[rid]["metadata"]["attributes"]["name"] == r.attributes.get("name")
+    meta = mat_metadata(result, entity)
+    assert meta["rows_inserted"] == len(want) and meta["records_read"] == len(want)
+    assert meta["api_calls"] >= 1 and "preview" in meta
+    assert sim.client_errors == []
+
+    # A second run changes nothing.
+    before = rows(warehouse, entity)
+    again = run(defs, entity_jobs[entity].name, partition=day)
+    assert again.success
+    meta = mat_metadata(again, entity)
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_skipped"]) == (0, 0, len(want))
+    assert rows(warehouse, entity) == before
+
+
+def test_full_history_loads_every_entity_and_the_checks_pass(sim, warehouse):
+    defs = defs_for(sim, warehouse)
+    result = run(
+        defs, start=daily_partitions.get_first_partition_key(), end=daily_partitions.get_last_partition_key()
+    )
+    assert result.success
+    for entity in ENTITIES:
+        got = rows(warehouse, entity)
+        assert set(got) == {r.id for r in sim.account.collections[KIND[entity]]}, entity
+        s = status(warehouse, entity)
+        assert s.status == "success" and s.run_id == result.run_id
+        if entity != "tags":
+            assert s.watermark == max(sim_stamp(r, entity) for r in sim.account.collections[KIND[entity]])
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 3 * len(ENTITIES)
+    assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    with warehouse.engine.connect() as conn:
+        runs = conn.execute(
+            text("SELECT entity, status, api_calls, records_read FROM klaviyo_sync_runs")
+        ).all()
+    assert sorted(r.entity for r in runs) == sorted(ENTITIES)
+    assert all(r.status == "success" and r.api_calls >= 1 for r in runs)
+
+
+def test_incremental_run_brings_exactly_the_updated_records(sim, warehouse):
+    defs = defs_for(sim, warehouse)
+    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    assert run(defs, "klaviyo_sync_flows", start=first, end=today).success
+    mark = status(warehouse, "flows").watermark
+    touched = sim.account.touch("flow", 3, at=dt.datetime.now(UTC) - dt.timedelta(seconds=30))
+    result = run(defs, "klaviyo_sync_flows", partition=today)
+    assert result.success
+    meta = mat_metadata(result, "flows")
+    assert meta["rows_updated"] == 3 and meta["rows_inserted"] == 0
+    got = rows(warehouse, "flows")
+    for rid in touched:
+        assert "(edited" in got[rid]["name"]
+    assert status(warehouse, "flows").watermark > mark
+    # The read started from the watermark minus the lookback, not from the start of the day.
+    assert dt.datetime.fromisoformat(meta["window_start"]) == max(
+        mark - dt.timedelta(hours=1), dt.datetime.fromisoformat(today).replace(tzinfo=UTC)
+    )
+
+
+def test_a_seven_day_backfill_is_one_run_equal_to_seven_single_days(sim, make_warehouse):
+    days = sorted({sim_stamp(r, "campaigns").date() for r in sim.account.campaigns})
+    end = days[len(days) // 2]
+    start = end - dt.timedelta(days=6)
+    one, seven = make_warehouse(), make_warehouse()
+    ranged = run(defs_for(sim, one), "klaviyo_sync_campaigns", start=start.isoformat(), end=end.isoformat())
+    assert ranged.success
+    assert len(mat_metadata(ranged, "campaigns")) > 0
+    for k in range(7):
+        day = (start + dt.timedelta(days=k)).isoformat()
+        assert run(defs_for(sim, seven), "klaviyo_sync_campaigns", partition=day).success
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("created_at", "updated_at", "last_synced_at")}  # noqa: E731
+    a = {k: strip(v) for k, v in rows(one, "campaigns").items()}
+    b = {k: strip(v) for k, v in rows(seven, "campaigns").items()}
+    assert a == b and a
+    assert all(e.backfill_policy == dg.BackfillPolicy.single_run() for e in entity_assets if e.partitions_def)
+
+
+def test_a_run_killed_by_faults_changes_nothing_and_a_rerun_completes(sim, warehouse):
+    defs = defs_for(sim, warehouse)
+    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    assert run(defs, "klaviyo_sync_flows", start=first, end=today).success
+    before, mark = rows(warehouse, "flows"), status(warehouse, "flows").watermark
+    touched = sim.account.touch("flow", 2, at=dt.datetime.now(UTC) - dt.timedelta(seconds=30))
+    failing = defs_for(sim, warehouse, max_attempts=2)
+    # Every listing fails, past the client's and the step's retry budgets (the account lookup still works).
+    sim.faults.operations = {"get_flows"}
+    sim.faults.rate_503 = 1.0
+    result = run(failing, "klaviyo_sync_flows", partition=today)
+    assert not result.success
+    assert rows(warehouse, "flows") == before
+    s = status(warehouse, "flows")
+    assert s.status == "failed" and "503" in s.last_error and s.watermark == mark
+    sim.faults.rate_503 = 0.0
+    rerun = run(defs, "klaviyo_sync_flows", partition=today)
+    assert rerun.success
+    got = rows(warehouse, "flows")
+    assert all("(edited" in got[rid]["name"] for rid in touched)
+    assert status(warehouse, "flows").status == "success"
+
+
+def test_a_failure_mid_window_rolls_back_what_was_loaded(sim, warehouse):
+    defs = defs_for(sim, warehouse, max_attempts=1)
+    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    # Segments come 10 per page: let two pages succeed, then fail every request.
+    sim.faults.operations = {"get_segments"}
+    sim.faults.queue(None, None, *["503"] * 20)  # two pages load, then every request fails
+    assert not run(defs, "klaviyo_sync_segments", start=first, end=today).success
+    assert rows(warehouse, "segments") == {}
+    assert status(warehouse, "segments").watermark is None
+    assert status(warehouse, "segments").status == "failed"
+    sim.faults.script.clear()
+    assert run(defs, "klaviyo_sync_segments", start=first, end=today).success
+    assert len(rows(warehouse, "segments")) == len(sim.account.segments)
+
+
+def test_bad_records_are_reported_and_do_not_stop_the_others(sim, warehouse):
+    acct = sim.account
+    acct.metrics.append(
+        Resource(
+            "metric",
+            "BADTS1",
+            {"name": "Bad time", "created": "x", "updated": "not-a-date", "integration": {}},
+        )
+    )
+    acct.metrics.append(
+        Resource("metric", "", {"name": "No id", "created": None, "updated": None, "integration": {}})
+    )
+    acct.metrics.append(
+        Resource(
+            "metric",
+            "NEWFLD",
+            {
+                "name": "New field",
+                "created": None,
+                "updated": "2025-05-05 10:00:00.123456+00:00",
+                "integration": {},
+                "brand_new": {"x": 1},
+            },
+        )
+    )
+    defs = defs_for(sim, warehouse)
+    result = run(defs, "klaviyo_sync_metrics", partition=daily_partitions.get_first_partition_key())
+    assert result.success
+    meta = mat_metadata(result, "metrics")
+    assert meta["records_rejected"] == 2
+    got = rows(warehouse, "metrics")
+    assert len(got) == len(acct.metrics) - 2
+    assert got["NEWFLD"]["metadata"]["attributes"]["brand_new"] == {"x": 1}
+    assert got["NEWFLD"]["updated_date"] == dt.datetime(2025, 5, 5, 10, 0, 0, 123456, tzinfo=UTC)
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not check["loaded_what_the_api_reported"].passed
+    assert check["unique_keys"].passed and check["required_columns"].passed
+
+
+def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, warehouse):
+    defs = defs_for(sim, warehouse)
+    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    assert run(defs, start=first, end=today).success
+    resources = {"klaviyo": KlaviyoResource(api_key=TEST_KEY, base_url=sim.url), "warehouse": warehouse}
+    instance = dg.DagsterInstance.ephemeral()
+    ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=None)
+    before = len(sim.calls())
+    result = klaviyo_change_sensor(ctx)
+    assert isinstance(result, dg.SkipReason)
+    calls = [c.operation for c in sim.calls()[before:]]
+    # campaigns: 3 channels x 2 archived; flows: 2 archived; forms, segments, lists: 1; metrics: 1 (no sort).
+    assert sorted(calls) == sorted(
+        ["get_accounts"]
+        + ["get_campaigns"] * 6
+        + ["get_flows"] * 2
+        + ["get_forms", "get_segments", "get_lists", "get_metrics"]
+    )
+    cursor = ctx.cursor
+    sim.account.touch("flow", 1, at=dt.datetime.now(UTC) - dt.timedelta(seconds=30))
+    ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+    result = klaviyo_change_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [("klaviyo_sync_flows", today)]
+    assert result.run_requests[0].run_key.startswith("change:flows:")
+    again = klaviyo_change_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
+    )
+    assert isinstance(again, dg.SkipReason)  # asked already; the run has not landed yet
+
+
+def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
+    instance = dg.DagsterInstance.ephemeral()
+    ctx = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
+    result = klaviyo_bootstrap_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    by_job = {r.job_name: r for r in result.run_requests}
+    assert set(by_job) == {f"klaviyo_sync_{e}" for e in ENTITIES}
+    flows = by_job["klaviyo_sync_flows"]
+    assert flows.tags["dagster/asset_partition_range_start"] == daily_partitions.get_first_partition_key()
+    assert flows.tags["dagster/asset_partition_range_end"] == daily_partitions.get_last_partition_key()
+    assert "dagster/asset_partition_range_start" not in by_job["klaviyo_sync_tags"].tags
+    assert run(
+        defs_for(sim, warehouse),
+        start=flows.tags["dagster/asset_partition_range_start"],
+        end=flows.tags["dagster/asset_partition_range_end"],
+    ).success
+    later = klaviyo_bootstrap_sensor(
+        dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}, cursor=None)
+    )
+    assert isinstance(later, dg.SkipReason)
+
+
+def test_schedules_target_the_right_partitions():
+    when = dt.datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
+    req = klaviyo_incremental_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert req.partition_key == "2026-11-20"
+    settle = klaviyo_settle_schedule(
+        dg.build_schedule_context(scheduled_execution_time=when.replace(hour=2, minute=30))
+    )
+    assert settle.partition_key == "2026-11-19"
+    assert settle.run_config["ops"]["klaviyo__flows"]["config"]["full_refresh"] is True
+
+
+def test_definitions_load_with_the_expected_shape():
+    from pipelines.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {f"klaviyo/{e}" for e in ENTITIES}
+    assert {j.name for j in defs.jobs} == {"klaviyo_sync_all", *(f"klaviyo_sync_{e}" for e in ENTITIES)}
+    assert {s.name for s in defs.schedules} == {"klaviyo_incremental_schedule", "klaviyo_settle_schedule"}
+    assert {s.name for s in defs.sensors} == {
+        "klaviyo_change_sensor",
+        "klaviyo_bootstrap_sensor",
+        "klaviyo_run_failure_sensor",
+    }
+    graph = defs.resolve_asset_graph()
+    tags = graph.get(dg.AssetKey(["klaviyo", "tags"]))
+    flows = graph.get(dg.AssetKey(["klaviyo", "flows"]))
+    assert tags.partitions_def is None and flows.partitions_def == daily_partitions
