@@ -176,6 +176,7 @@ class KlaviyoClient:
         now_margin: float = 5.0,
         budget: RateBudget | None = None,
         stats: ApiStats | None = None,
+        account_id: str | None = None,
     ):
         if not api_key:
             raise KlaviyoError("no Klaviyo API key given (set KLAVIYO_API_KEY)")
@@ -198,7 +199,7 @@ class KlaviyoClient:
                 "User-Agent": "klaviyo-pipeline/0.1",
             }
         )
-        self._account_id: str | None = None
+        self._account_id = account_id  # known already, or looked up on first use
 
     def __repr__(self) -> str:
         return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
@@ -256,6 +257,8 @@ class KlaviyoClient:
     def _before_retry(self, endpoint: str, state: tenacity.RetryCallState) -> None:
         self.stats.add(endpoint, retries=1)
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None and state.next_action is not None:
+            self.stats.add(endpoint, throttled_seconds=state.next_action.sleep)
         log.warning("Klaviyo %s: retrying (attempt %d): %s", endpoint, state.attempt_number + 1, exc)
 
     def _once(self, method, url, params, json_body, tier: Tier, bucket: str, endpoint: str) -> dict[str, Any]:
@@ -529,24 +532,11 @@ class KlaviyoResource(dg.ConfigurableResource):
     max_attempts: int = Field(default=6, description="Tries per request (first included).")
     max_retry_after: float = Field(default=300.0, description="A longer Retry-After is a quota: fail fast.")
 
-    _client: KlaviyoClient | None = PrivateAttr(default=None)
-
-    def client(self) -> KlaviyoClient:
-        if self._client is None:
-            self._client = KlaviyoClient(
-                self.api_key,
-                base_url=self.base_url,
-                revision=self.revision,
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                max_attempts=self.max_attempts,
-                max_retry_after=self.max_retry_after,
-            )
-        return self._client
+    _account_id: str | None = PrivateAttr(default=None)
 
     def fresh_client(self) -> KlaviyoClient:
-        """A client with its own stats (one per materialization)."""
-        return KlaviyoClient(
+        """A client with its own stats (one per materialization); the account id is looked up once."""
+        client = KlaviyoClient(
             self.api_key,
             base_url=self.base_url,
             revision=self.revision,
@@ -554,4 +544,7 @@ class KlaviyoResource(dg.ConfigurableResource):
             read_timeout=self.read_timeout,
             max_attempts=self.max_attempts,
             max_retry_after=self.max_retry_after,
+            account_id=self._account_id,
         )
+        self._account_id = client.account_id()
+        return client
