@@ -106,7 +106,6 @@ def sync_entity(
         started_at=started_at,
     )
     sync_status.mark_started(engine, account_id, request.entity, request.run_id)
-    stats_before = client.stats.totals()
     try:
         newest: dt.datetime | None = None
         with warehouse.transaction() as conn:
@@ -132,11 +131,11 @@ def sync_entity(
             # Never past now: a future-dated record must not hide the records that arrive before it.
             candidates = [t for t in (previous, newest) if t is not None]
             outcome.watermark = min(max(candidates), now) if candidates else None
-            _fill_run(run, outcome, client, stats_before)
+            _fill_run(run, outcome, client)
             sync_status.record_success(conn, run)
     except Exception as exc:
         outcome.watermark = previous
-        _fill_run(run, outcome, client, stats_before)
+        _fill_run(run, outcome, client)
         run.error = f"{type(exc).__name__}: {exc}"[:4000]
         run.watermark = previous
         try:
@@ -148,15 +147,16 @@ def sync_entity(
     return outcome
 
 
-def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoClient, before) -> None:
+def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoClient) -> None:
+    """Counts for the run row; the client is this materialization's own, so its totals are the run's."""
     after = client.stats.totals()
     run.records_read = outcome.records_read
     run.records_rejected = len(outcome.rejected)
     run.rows_inserted = outcome.counts.inserted
     run.rows_updated = outcome.counts.updated
     run.rows_skipped = outcome.counts.skipped
-    run.api_calls = after.calls - before.calls
-    run.retries = after.retries - before.retries
-    run.throttled = after.throttled - before.throttled
-    run.throttled_seconds = after.throttled_seconds - before.throttled_seconds
+    run.api_calls = after.calls
+    run.retries = after.retries
+    run.throttled = after.throttled
+    run.throttled_seconds = after.throttled_seconds
     run.watermark = outcome.watermark

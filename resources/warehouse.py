@@ -203,10 +203,15 @@ class Warehouse(dg.ConfigurableResource):
             ", last_synced_at" if "last_synced_at" in target.c and "last_synced_at" not in columns else ""
         )
         extra_vals = ", now()" if extra_cols else ""
+        # Repeated keys in one statement would make ON CONFLICT fail: keep the newest copy of each.
+        repeated = frame.duplicated(subset=list(key)).any()
+        staged_sql = (
+            f"SELECT DISTINCT ON ({key_list}) {col_list} FROM {stage} ORDER BY {order}"
+            if repeated
+            else f"SELECT {col_list} FROM {stage}"
+        )
         sql = f"""
-            WITH staged AS (
-                SELECT DISTINCT ON ({key_list}) {col_list} FROM {stage} ORDER BY {order}
-            ), written AS (
+            WITH staged AS ({staged_sql}), written AS (
                 INSERT INTO {table} AS t ({col_list}{extra_cols})
                 SELECT {col_list}{extra_vals} FROM staged
                 ON CONFLICT ({key_list}) DO UPDATE SET {", ".join(sets)}

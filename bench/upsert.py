@@ -1,0 +1,68 @@
+"""COPY + guarded upsert of 200,000 rows into a table holding 200,000 (half new, half updates), against a
+plain COPY of the same rows into an empty unindexed table, in the same run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pandas as pd
+from _common import scratch_warehouse
+from sqlalchemy import text
+
+N = 200_000
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def frame(ids: range, version: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [f"SEG{i:08d}" for i in ids],
+            "account_id": "bench",
+            "name": [f"Segment {i} v{version}" for i in ids],
+            "status": ["active" if i % 3 else "inactive" for i in ids],
+            "is_active": [bool(i % 3) for i in ids],
+            "created_date": pd.to_datetime([T0 + dt.timedelta(minutes=i) for i in ids], utc=True),
+            "updated_date": pd.to_datetime(
+                [T0 + dt.timedelta(minutes=i, days=version) for i in ids], utc=True
+            ),
+            "metadata": [
+                {"attributes": {"name": f"Segment {i}", "is_active": bool(i % 3), "v": version}} for i in ids
+            ],
+        }
+    )
+
+
+def main() -> None:
+    wh = scratch_warehouse("bench_upsert")
+    existing = frame(range(0, N), 1)
+    incoming = frame(range(N // 2, N // 2 + N), 2)  # 100,000 updates of existing rows + 100,000 new
+    with wh.transaction() as conn:
+        wh.upsert_frame(conn, "klaviyo_segments", existing)
+    with wh.engine.begin() as conn:
+        conn.execute(text("ANALYZE klaviyo_segments"))
+        conn.execute(
+            text("CREATE TABLE plain_copy (LIKE klaviyo_segments INCLUDING DEFAULTS)")
+        )  # no indexes, no key
+
+    began = time.perf_counter()
+    with wh.transaction() as conn:
+        wh.copy_frame(conn, "plain_copy", incoming)
+    copy_s = time.perf_counter() - began
+
+    began = time.perf_counter()
+    with wh.transaction() as conn:
+        counts = wh.upsert_frame(conn, "klaviyo_segments", incoming)
+    upsert_s = time.perf_counter() - began
+
+    assert (counts.inserted, counts.updated, counts.skipped) == (N // 2, N // 2, 0), counts
+    copy_rate, upsert_rate = N / copy_s, N / upsert_s
+    print(f"rows: {N:,} into a table of {N:,} (half new, half updates)")
+    print(f"plain COPY (empty, unindexed table):  {copy_rate:>10,.0f} rows/s  ({copy_s:.2f} s)")
+    print(f"COPY + guarded upsert:                {upsert_rate:>10,.0f} rows/s  ({upsert_s:.2f} s)")
+    print(f"ratio upsert/COPY: {upsert_rate / copy_rate:.2f}x (target >= 0.4x)")
+    print(f"counts: {counts}")
+
+
+if __name__ == "__main__":
+    main()
