@@ -4,17 +4,21 @@ import datetime as dt
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy import text
 
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
 from pipelines import settings
 from pipelines.partitions import daily_partitions
 from resources.klaviyo import KlaviyoResource
+from resources.klaviyo_api import Cond
 from resources.warehouse import Warehouse
 
 UTC = dt.UTC
 WINDOWED = ("campaigns", "flows", "forms", "segments", "lists", "metrics")
 SNAPSHOTS = ("tags",)
 ENTITIES = WINDOWED + SNAPSHOTS
+VOLUME = ("profiles", "events")
+ALL_ASSETS = ENTITIES + VOLUME
 DESCRIPTIONS = {
     "campaigns": "Campaigns of every channel (email, sms, mobile_push), archived ones included, by updated_at.",
     "flows": "Flows, archived ones included, by updated.",
@@ -23,6 +27,9 @@ DESCRIPTIONS = {
     "lists": "Lists, by updated (greater-than only, like segments).",
     "metrics": "Metrics; Klaviyo cannot filter them by time, so the window is applied to `updated` here.",
     "tags": "Tags: Klaviyo gives them no timestamp, so each run loads a full snapshot.",
+    "profiles": "Profiles by updated (greater-than/less-than only), streamed in batches into klaviyo_profiles.",
+    "events": "Events by datetime, streamed in batches into klaviyo_events (monthly partitions made on demand); "
+    "incremental runs re-read the trailing days (Klaviyo's events are eventually consistent).",
 }
 FRESHNESS = {
     "campaigns": dt.timedelta(hours=2),
@@ -32,6 +39,8 @@ FRESHNESS = {
     "lists": dt.timedelta(hours=6),
     "metrics": dt.timedelta(hours=26),
     "tags": dt.timedelta(hours=26),
+    "profiles": dt.timedelta(hours=6),
+    "events": dt.timedelta(hours=2),
 }
 
 
@@ -42,6 +51,65 @@ class SyncConfig(dg.Config):
     lookback_minutes: int = Field(
         default=60, ge=0, description="Incremental runs re-read this far behind the watermark (late writes)."
     )
+
+
+class ProfilesConfig(SyncConfig):
+    """Run configuration of the profiles sync."""
+
+    subscriptions: bool = Field(default=False, description="Also load consent and suppression state.")
+    predictive_analytics: bool = Field(
+        default=False, description="Also load predictions (opt-in: Klaviyo then allows only 10 requests/s)."
+    )
+
+
+class EventsConfig(SyncConfig):
+    """Run configuration of the events sync."""
+
+    lookback_minutes: int = Field(
+        default=3 * 24 * 60, ge=0, description="Incremental runs re-read this far behind the watermark."
+    )
+    metric_ids: list[str] = Field(default_factory=list, description="Only these metrics (ids).")
+    metric_names: list[str] = Field(
+        default_factory=list,
+        description="Only these metrics, by name, resolved to ids per account at run time.",
+    )
+
+
+CONFIGS: dict[str, type[SyncConfig]] = {"profiles": ProfilesConfig, "events": EventsConfig}
+
+
+def _request_options(entity: str, config: SyncConfig, client, warehouse: Warehouse) -> dict:
+    """Entity-specific request options: additional fields for profiles, metric passes for events."""
+    if isinstance(config, ProfilesConfig):
+        extra = [
+            f
+            for f, on in (
+                ("subscriptions", config.subscriptions),
+                ("predictive_analytics", config.predictive_analytics),
+            )
+            if on
+        ]
+        return {"additional_fields": tuple(extra)}
+    if isinstance(config, EventsConfig) and (config.metric_ids or config.metric_names):
+        ids = list(config.metric_ids)
+        if config.metric_names:
+            with warehouse.engine.connect() as conn:
+                found = dict(
+                    conn.execute(
+                        text(
+                            "SELECT name, id FROM klaviyo_metrics WHERE account_id = :a AND name = ANY(:n) AND deleted_at IS NULL"
+                        ),
+                        {"a": client.account_id(), "n": list(config.metric_names)},
+                    ).all()
+                )
+            missing = sorted(set(config.metric_names) - set(found))
+            if missing:
+                raise dg.Failure(
+                    f"klaviyo/{entity}: no metric named {missing} in klaviyo_metrics; sync metrics first"
+                )
+            ids += list(found.values())
+        return {"filter_passes": tuple((Cond("equals", "metric_id", mid),) for mid in dict.fromkeys(ids))}
+    return {}
 
 
 def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime | None, dt.datetime | None, str | None]:
@@ -83,12 +151,13 @@ def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
 
 
 def build_entity_asset(entity: str) -> dg.AssetsDefinition:
-    partitioned = entity in WINDOWED
+    partitioned = entity not in SNAPSHOTS
+    config_class = CONFIGS.get(entity, SyncConfig)
 
     @dg.asset(
         name=entity,
         key_prefix=["klaviyo"],
-        group_name="klaviyo_extract",
+        group_name="klaviyo_extract" if entity in ENTITIES else "klaviyo_volume",
         kinds={"python", "postgres"},
         description=DESCRIPTIONS[entity],
         partitions_def=daily_partitions if partitioned else None,
@@ -104,10 +173,14 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         metadata={"table": f"klaviyo_{entity}"},
     )
     def _asset(
-        context: dg.AssetExecutionContext, config: SyncConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        config: config_class,
+        klaviyo: KlaviyoResource,
+        warehouse: Warehouse,
     ) -> dg.MaterializeResult:
         warehouse.ensure_migrated()
         start, end, label = _window(context)
+        client = klaviyo.fresh_client()
         request = SyncRequest(
             entity=entity,
             window_start=start,
@@ -116,8 +189,8 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
             lookback=dt.timedelta(minutes=config.lookback_minutes),
             run_id=context.run_id,
             partition_key=label,
+            **_request_options(entity, config, client, warehouse),
         )
-        client = klaviyo.fresh_client()
         try:
             outcome = sync_entity(request, client, warehouse, log=context.log)
         finally:
@@ -133,3 +206,4 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
 
 
 entity_assets = [build_entity_asset(e) for e in ENTITIES]
+volume_assets = [build_entity_asset(e) for e in VOLUME]

@@ -1,7 +1,9 @@
 """Sync one entity for one window: extract with the client, transform, load with the guarded upsert.
 
-The data, the status row and the run row commit in one transaction: a failure leaves the warehouse and the
-watermark exactly as they were, and a rerun redoes the window with the same result.
+Entities commit the data, the status row and the run row in one transaction: a failure leaves the warehouse
+and the watermark exactly as they were. The volume streams (profiles, events) commit batch by batch, so no
+stage ever holds a whole window; their upserts are idempotent and the watermark moves only when the window
+is complete, so a failure loses nothing and a rerun duplicates nothing.
 """
 
 from __future__ import annotations
@@ -9,19 +11,70 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from assets.transform import SHAPES, Rejected, transform
+from assets.transform import (
+    SHAPES,
+    Rejected,
+    TransformResult,
+    transform,
+    transform_events,
+    transform_profiles,
+)
 from resources import sync_status
 from resources.klaviyo import KlaviyoClient, Page
-from resources.warehouse import UpsertCounts, Warehouse
+from resources.klaviyo_api import Cond
+from resources.warehouse import ENTITY_KEY, UpsertCounts, Warehouse
 
 UTC = dt.UTC
-BATCH_ROWS = 5_000
-INCLUDES = {"tags": ("tag-group",)}
+JSON_COLUMNS = {"metadata", "properties", "subscriptions", "predictive_analytics", "attributes_extra"}
+JSON_COLUMNS |= {"event_properties", "attribution_ids"}
+
+
+@dataclass(frozen=True)
+class EntityPlan:
+    """How an entity lands: its table, transform, key, upsert guard, and whether it streams batch by batch."""
+
+    entity: str
+    table: str
+    transform: Callable[[list[dict], str, dict], TransformResult]
+    key: tuple[str, ...] = ENTITY_KEY
+    guard: str | None = "updated_date"
+    watermark_column: str = "updated_date"
+    streaming: bool = False
+    batch_rows: int = 5_000
+    month_partitions_on: str | None = None
+    include: tuple[str, ...] = ()
+
+
+PLANS: dict[str, EntityPlan] = {
+    **{
+        name: EntityPlan(name, shape.table, lambda r, a, c, _n=name: transform(_n, r, a, c))
+        for name, shape in SHAPES.items()
+    },
+    "profiles": EntityPlan(
+        "profiles",
+        "klaviyo_profiles",
+        lambda r, a, c: transform_profiles(r, a),
+        streaming=True,
+        batch_rows=10_000,
+    ),
+    "events": EntityPlan(
+        "events",
+        "klaviyo_events",
+        lambda r, a, c: transform_events(r, a),
+        key=("account_id", "id", "datetime"),
+        guard=None,  # immutable: a re-read writes only what differs
+        watermark_column="datetime",
+        streaming=True,
+        batch_rows=10_000,
+        month_partitions_on="datetime",
+    ),
+}
+PLANS["tags"] = EntityPlan("tags", "klaviyo_tags", PLANS["tags"].transform, include=("tag-group",))
 
 
 @dataclass(frozen=True)
@@ -33,6 +86,8 @@ class SyncRequest:
     lookback: dt.timedelta = dt.timedelta(hours=1)
     run_id: str | None = None
     partition_key: str | None = None
+    filter_passes: tuple[tuple[Cond, ...], ...] = ((),)  # e.g. one pass per chosen metric
+    additional_fields: tuple[str, ...] = ()
 
 
 @dataclass
@@ -86,10 +141,10 @@ def sync_entity(
     now: dt.datetime | None = None,
 ) -> SyncOutcome:
     log = log or logging.getLogger(__name__)
+    plan = PLANS[request.entity]
     began = time.monotonic()
     started_at = dt.datetime.now(UTC)
     now = now or started_at
-    shape = SHAPES[request.entity]
     account_id = client.account_id()
     engine = warehouse.engine
     previous = sync_status.watermark(engine, account_id, request.entity)
@@ -106,33 +161,61 @@ def sync_entity(
         started_at=started_at,
     )
     sync_status.mark_started(engine, account_id, request.entity, request.run_id)
-    try:
-        newest: dt.datetime | None = None
-        with warehouse.transaction() as conn:
-            pages = client.list_window(
-                request.entity, read_start, read_end, include=INCLUDES.get(request.entity, ())
+    newest: list[dt.datetime | None] = [None]
+
+    def pages() -> Iterator[Page]:
+        for conditions in request.filter_passes:
+            yield from client.list_window(
+                request.entity,
+                read_start,
+                read_end,
+                filters=conditions,
+                include=plan.include,
+                additional_fields=request.additional_fields,
             )
-            for records, context in _batches(pages, BATCH_ROWS):
-                outcome.records_read += len(records)
-                result = transform(request.entity, records, account_id, context)
-                outcome.rejected += result.rejected
-                for bad in result.rejected:
-                    log.warning("klaviyo/%s: rejected record %s: %s", request.entity, bad.id, bad.reason)
-                frame = result.frame
-                if frame.empty:
-                    continue
-                if outcome.preview is None:
-                    outcome.preview = frame.drop(columns=["metadata"]).head(5)
-                if "updated_date" in frame:
-                    batch_newest = frame["updated_date"].max()
-                    if pd.notna(batch_newest) and (newest is None or batch_newest > newest):
-                        newest = batch_newest.to_pydatetime()
-                outcome.counts += warehouse.upsert_frame(conn, shape.table, frame)
-            # Never past now: a future-dated record must not hide the records that arrive before it.
-            candidates = [t for t in (previous, newest) if t is not None]
-            outcome.watermark = min(max(candidates), now) if candidates else None
-            _fill_run(run, outcome, client)
-            sync_status.record_success(conn, run)
+
+    def load(conn, records: list[dict], context: dict) -> None:
+        outcome.records_read += len(records)
+        result = plan.transform(records, account_id, context)
+        outcome.rejected += result.rejected
+        for bad in result.rejected[:20]:
+            log.warning("klaviyo/%s: rejected record %s: %s", request.entity, bad.id, bad.reason)
+        frame = result.frame
+        if frame.empty:
+            return
+        if outcome.preview is None:
+            outcome.preview = frame[
+                [c for c in frame.columns if frame[c].dtype != object or c in ("id", "name")]
+            ].head(5)
+        if plan.watermark_column in frame:
+            batch_newest = frame[plan.watermark_column].max()
+            if pd.notna(batch_newest) and (newest[0] is None or batch_newest > newest[0]):
+                newest[0] = batch_newest.to_pydatetime()
+        if plan.month_partitions_on:
+            warehouse.ensure_month_partitions(
+                conn, plan.table, frame[plan.month_partitions_on].dt.to_pydatetime()
+            )
+        outcome.counts += warehouse.upsert_frame(conn, plan.table, frame, key=plan.key, guard=plan.guard)
+
+    def finish(conn) -> None:
+        # Never past now: a future-dated record must not hide the records that arrive before it.
+        candidates = [t for t in (previous, newest[0]) if t is not None]
+        outcome.watermark = min(max(candidates), now) if candidates else None
+        _fill_run(run, outcome, client)
+        sync_status.record_success(conn, run)
+
+    try:
+        if plan.streaming:
+            for records, context in _batches(pages(), plan.batch_rows):
+                with warehouse.transaction() as conn:
+                    load(conn, records, context)
+            with warehouse.transaction() as conn:
+                finish(conn)
+        else:
+            with warehouse.transaction() as conn:
+                for records, context in _batches(pages(), plan.batch_rows):
+                    load(conn, records, context)
+                finish(conn)
     except Exception as exc:
         outcome.watermark = previous
         _fill_run(run, outcome, client)

@@ -223,3 +223,132 @@ def _frame(shape: EntityShape, rows: list[dict[str, Any]]) -> pd.DataFrame:
         else:
             frame[col.name] = frame[col.name].astype(_DTYPES[col.kind])
     return frame
+
+
+# -- profiles and events: the volume streams, built column by column ---------------------------------------
+PROFILE_FIELDS = (
+    "email", "phone_number", "external_id", "first_name", "last_name", "organization", "locale", "title", "image",
+)  # fmt: skip
+LOCATION_FIELDS = ("address1", "address2", "city", "region", "country", "zip", "timezone", "ip")
+PROFILE_KNOWN = set(PROFILE_FIELDS) | {
+    "created", "updated", "last_event_date", "location", "properties", "subscriptions", "predictive_analytics",
+}  # fmt: skip
+EVENT_KNOWN = {"timestamp", "datetime", "uuid", "event_properties"}
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _rel_id(relationships: dict, name: str) -> str | None:
+    data = (relationships.get(name) or {}).get("data")
+    return data.get("id") if isinstance(data, dict) else None
+
+
+def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> TransformResult:
+    """Profiles -> klaviyo_profiles rows: typed defaults and location, properties and unknown attributes in JSONB."""
+    cols: dict[str, list] = {c: [] for c in ("id", "account_id", *PROFILE_FIELDS, "created_date", "updated_date",
+                                             "last_event_date", *LOCATION_FIELDS, "latitude", "longitude",
+                                             "properties", "subscriptions", "predictive_analytics", "attributes_extra")}  # fmt: skip
+    rejected: list[Rejected] = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        attrs = record.get("attributes") if isinstance(record, dict) else None
+        if not isinstance(rid, str) or not rid or not isinstance(attrs, dict):
+            rejected.append(
+                Rejected(rid if isinstance(rid, str) else None, "record without an id or attributes")
+            )
+            continue
+        try:
+            created, updated, last_event = (
+                parse_timestamp(attrs.get(k)) for k in ("created", "updated", "last_event_date")
+            )
+        except ValueError as exc:
+            rejected.append(Rejected(rid, f"unparseable timestamp: {exc}"))
+            continue
+        location = attrs.get("location") if isinstance(attrs.get("location"), dict) else {}
+        cols["id"].append(rid)
+        cols["account_id"].append(account_id)
+        for f in PROFILE_FIELDS:
+            v = attrs.get(f)
+            cols[f].append(v if v is None or isinstance(v, str) else str(v))
+        cols["created_date"].append(created)
+        cols["updated_date"].append(updated)
+        cols["last_event_date"].append(last_event)
+        for f in LOCATION_FIELDS:
+            v = location.get(f)
+            cols[f].append(v if v is None or isinstance(v, str) else str(v))
+        cols["latitude"].append(_number(location.get("latitude")))
+        cols["longitude"].append(_number(location.get("longitude")))
+        props = attrs.get("properties")
+        cols["properties"].append(props if isinstance(props, dict) else {})
+        cols["subscriptions"].append(attrs.get("subscriptions"))
+        cols["predictive_analytics"].append(attrs.get("predictive_analytics"))
+        extra = {k: v for k, v in attrs.items() if k not in PROFILE_KNOWN}
+        if record.get("relationships"):
+            extra["_relationships"] = {
+                k: v.get("data")
+                for k, v in record["relationships"].items()
+                if isinstance(v, dict) and "data" in v
+            }
+        cols["attributes_extra"].append(extra)
+    frame = pd.DataFrame(cols)
+    for c in ("created_date", "updated_date", "last_event_date"):
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    return TransformResult(frame, rejected)
+
+
+def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> TransformResult:
+    """Events -> klaviyo_events rows: metric, profile and attribution ids from the relationships."""
+    cols: dict[str, list] = {c: [] for c in ("id", "account_id", "datetime", "timestamp", "uuid", "metric_id",
+                                             "profile_id", "value", "attribution_ids", "event_properties",
+                                             "attributes_extra")}  # fmt: skip
+    rejected: list[Rejected] = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        attrs = record.get("attributes") if isinstance(record, dict) else None
+        if not isinstance(rid, str) or not rid or not isinstance(attrs, dict):
+            rejected.append(
+                Rejected(rid if isinstance(rid, str) else None, "record without an id or attributes")
+            )
+            continue
+        try:
+            when = parse_timestamp(attrs.get("datetime"))
+            if when is None:
+                when = parse_timestamp(attrs.get("timestamp"))
+        except (ValueError, OverflowError, OSError) as exc:
+            rejected.append(Rejected(rid, f"unparseable datetime: {exc}"))
+            continue
+        if when is None:
+            rejected.append(Rejected(rid, "event without a datetime"))
+            continue
+        relationships = record.get("relationships") or {}
+        props = attrs.get("event_properties")
+        props = props if isinstance(props, dict) else {}
+        attributions = (relationships.get("attributions") or {}).get("data")
+        stamp = attrs.get("timestamp")
+        cols["id"].append(rid)
+        cols["account_id"].append(account_id)
+        cols["datetime"].append(when)
+        cols["timestamp"].append(
+            stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else int(when.timestamp())
+        )
+        cols["uuid"].append(attrs.get("uuid"))
+        cols["metric_id"].append(_rel_id(relationships, "metric"))
+        cols["profile_id"].append(_rel_id(relationships, "profile"))
+        cols["value"].append(_number(props.get("$value")))
+        cols["attribution_ids"].append(
+            [a.get("id") for a in attributions] if isinstance(attributions, list) else None
+        )
+        cols["event_properties"].append(props)
+        cols["attributes_extra"].append({k: v for k, v in attrs.items() if k not in EVENT_KNOWN})
+    frame = pd.DataFrame(cols)
+    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
+    frame["timestamp"] = frame["timestamp"].astype("Int64")
+    return TransformResult(frame, rejected)

@@ -74,6 +74,13 @@ ODD_NAMES = [
     "a" * 300,
     "semi;colon, comma (paren) [bracket]",
 ]
+# The shapes Klaviyo is seen to send event datetimes in (T or space, Z or +00:00, with or without microseconds).
+DATETIME_SHAPES = [
+    "%Y-%m-%dT%H:%M:%S+00:00",
+    "%Y-%m-%d %H:%M:%S+00:00",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S.%f+00:00",
+]
 CAMPAIGN_STATUSES = ["Sent", "Sent", "Sent", "Draft", "Scheduled", "Cancelled", "Sending", "Variations Sent"]
 FLOW_STATUSES = ["live", "live", "draft", "manual"]
 TRIGGERS = ["Added to List", "Date Based", "Low Inventory", "Metric", "Price Drop", "Unconfigured"]
@@ -181,6 +188,7 @@ class Account:
         profiles: int | None = None,
         events: int | None = None,
         account_id: str | None = None,
+        future_events: int = 3,
     ):
         counts = dict(SCALES[scale])
         if profiles is not None:
@@ -189,6 +197,9 @@ class Account:
             counts["events"] = events
         self.seed = seed
         self.counts = counts
+        # Events dated after the anchor (clock skew, scheduled sends): they follow the history, in order.
+        self.future_events = future_events
+        self.total_events = counts["events"] + future_events
         today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         self.anchor = (anchor or today).astimezone(UTC)
         self.history_start = self.anchor - dt.timedelta(days=history_days)
@@ -512,10 +523,11 @@ class Account:
         override = self.profile_overrides.get(i)
         if override is not None:
             return override.updated
-        return self.profile_created(i) + dt.timedelta(seconds=int(self.span * 0.05) + i % 3600)
+        return self.profile_base_updated(i)
 
     def profile_base_updated(self, i: int) -> dt.datetime:
-        return self.profile_created(i) + dt.timedelta(seconds=int(self.span * 0.05) + i % 3600)
+        # Rises with the index (an updated-window is found by bisection), like profile_created.
+        return self.profile_created(i) + dt.timedelta(seconds=int(self.span * 0.05))
 
     def profile_id(self, i: int) -> str:
         created_ms = int(self.profile_created(i).timestamp() * 1000)
@@ -603,11 +615,13 @@ class Account:
     # -- events (computed) ---------------------------------------------------------------------------
     def event_timestamp(self, i: int) -> int:
         n = self.counts["events"]
+        if i >= n:
+            return int(self.anchor.timestamp()) + (i - n + 1) * 7 * 86400 + 1234
         return int(self.history_start.timestamp() + self.span * i / max(n, 1))
 
     def event_index_at(self, ts: float) -> int:
         """First event index whose timestamp is >= ts."""
-        return bisect.bisect_left(range(self.counts["events"]), ts, key=self.event_timestamp)
+        return bisect.bisect_left(range(self.total_events), ts, key=self.event_timestamp)
 
     def event_id(self, i: int) -> str:
         return b62((i * EVENT_MUL + self._event_offset) % EVENT_MOD, 10)
@@ -616,7 +630,7 @@ class Account:
         if len(eid) != 10 or any(c not in BASE62 for c in eid):
             return None
         i = ((unb62(eid) - self._event_offset) * pow(EVENT_MUL, -1, EVENT_MOD)) % EVENT_MOD
-        return i if i < self.counts["events"] else None
+        return i if i < self.total_events else None
 
     def event_metric_id(self, i: int) -> str:
         return self._metric_ids[mix64(self.seed ^ (i * 0x2545F4914F6CDD1D)) % len(self._metric_ids)]
@@ -641,7 +655,9 @@ class Account:
         attrs = {
             "timestamp": ts,
             "event_properties": props,
-            "datetime": dt.datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+            "datetime": dt.datetime.fromtimestamp(ts, UTC).strftime(
+                DATETIME_SHAPES[i % len(DATETIME_SHAPES)]
+            ),
             "uuid": str(uuid.UUID(int=(h << 64) | mix64(h), version=1)),
         }
         return attrs, metric_id, self.profile_id(self.event_profile_index(i))

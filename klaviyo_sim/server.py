@@ -705,7 +705,7 @@ def _time_bounds(conditions: list[Condition], field_name: str) -> tuple[float, f
 def _events_page(
     account: Account, conditions: list[Condition], sort: str | None, cursor: Any, size: int
 ) -> tuple[list[int], Any]:
-    n = account.counts["events"]
+    n = account.total_events
     lo_i, hi_i = 0, n
     for name in ("datetime", "timestamp"):
         lo, hi, lo_strict, hi_strict = _time_bounds(conditions, name)

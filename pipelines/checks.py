@@ -3,16 +3,23 @@
 import dagster as dg
 from sqlalchemy import text
 
-from assets.entities import ENTITIES, WINDOWED
+from assets.entities import ALL_ASSETS, SNAPSHOTS
 from resources.warehouse import Warehouse
 
-REQUIRED = ("id", "account_id", "metadata")
+REQUIRED = {
+    "profiles": ("id", "account_id", "updated_date", "properties"),
+    "events": ("id", "account_id", "datetime", "metric_id", "event_properties"),
+}
+SOFT_DELETES = {"events": False}
 
 
 def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
     table = f"klaviyo_{entity}"
     key = dg.AssetKey(["klaviyo", entity])
-    required = REQUIRED + (("updated_date",) if entity in WINDOWED else ())
+    required = REQUIRED.get(
+        entity, ("id", "account_id", "metadata") + (() if entity in SNAPSHOTS else ("updated_date",))
+    )
+    live = " AND deleted_at IS NULL" if SOFT_DELETES.get(entity, True) else ""
 
     @dg.asset_check(
         asset=key, name="unique_keys", description=f"No (account_id, id) appears twice in {table}."
@@ -34,7 +41,7 @@ def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
         with warehouse.engine.connect() as conn:
             for col in required:
                 counts[col] = conn.execute(
-                    text(f"SELECT count(*) FROM {table} WHERE {col} IS NULL AND deleted_at IS NULL")
+                    text(f"SELECT count(*) FROM {table} WHERE {col} IS NULL{live}")
                 ).scalar_one()
         return dg.AssetCheckResult(
             passed=not any(counts.values()), metadata={f"null_{k}": v for k, v in counts.items()}
@@ -73,4 +80,4 @@ def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
     return [unique_keys, required_columns, loaded_what_the_api_reported]
 
 
-entity_checks = [check for entity in ENTITIES for check in _checks_for(entity)]
+entity_checks = [check for entity in ALL_ASSETS for check in _checks_for(entity)]

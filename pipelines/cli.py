@@ -17,7 +17,8 @@ import time
 
 from pipelines.environment import PROJECT_ROOT, prepared
 
-ENTITY_CHOICES = ("campaigns", "flows", "forms", "segments", "lists", "metrics", "tags")
+ENTITY_CHOICES = ("campaigns", "flows", "forms", "segments", "lists", "metrics", "tags", "profiles", "events")
+SOFT_DELETED = set(ENTITY_CHOICES) - {"events"}
 
 
 def _print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
@@ -46,7 +47,8 @@ def summary(warehouse_url: str) -> list[tuple]:
         }
         for entity in ENTITY_CHOICES:
             table = f"klaviyo_{entity}"
-            count = conn.execute(text(f"SELECT count(*) FROM {table} WHERE deleted_at IS NULL")).scalar_one()
+            live = " WHERE deleted_at IS NULL" if entity in SOFT_DELETED else ""
+            count = conn.execute(text(f"SELECT count(*) FROM {table}{live}")).scalar_one()
             s = status.get(entity)
             rows.append(
                 (

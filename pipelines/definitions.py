@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.entities import entity_assets
+from assets.entities import entity_assets, volume_assets
 from pipelines import settings
 from pipelines.checks import entity_checks
 from pipelines.jobs import all_entities_job, entity_jobs
@@ -14,7 +14,7 @@ from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
-    assets=entity_assets,
+    assets=[*entity_assets, *volume_assets],
     asset_checks=entity_checks,
     jobs=[all_entities_job, *entity_jobs.values()],
     schedules=[klaviyo_incremental_schedule, klaviyo_settle_schedule],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.entities import ENTITIES
+from assets.entities import ALL_ASSETS
 
 all_entities_job = dg.define_asset_job(
     "klaviyo_sync_all",
-    selection=dg.AssetSelection.groups("klaviyo_extract"),
-    description="Sync every Klaviyo entity for the chosen partition (or range).",
+    selection=dg.AssetSelection.groups("klaviyo_extract", "klaviyo_volume"),
+    description="Sync every Klaviyo entity, profiles and events for the chosen partition (or range).",
     tags={"klaviyo/job": "all"},
 )
 
@@ -20,5 +20,5 @@ entity_jobs = {
         description=f"Sync Klaviyo {entity} now.",
         tags={"klaviyo/job": entity},
     )
-    for entity in ENTITIES
+    for entity in ALL_ASSETS
 }

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.entities import ENTITIES
+from assets.entities import ALL_ASSETS
 from pipelines.jobs import all_entities_job
 
 
@@ -33,5 +33,5 @@ def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
 )
 def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
-    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ENTITIES}}
+    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ALL_ASSETS}}
     return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})

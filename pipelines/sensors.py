@@ -7,7 +7,7 @@ import time
 import dagster as dg
 from sqlalchemy import text
 
-from assets.entities import SNAPSHOTS, WINDOWED
+from assets.entities import SNAPSHOTS, VOLUME, WINDOWED
 from pipelines.jobs import entity_jobs
 from pipelines.partitions import daily_partitions
 from resources import sync_status
@@ -15,6 +15,7 @@ from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
 UTC = dt.UTC
+CHANGE_TRACKED = WINDOWED + VOLUME
 RETRY_AFTER_SECONDS = 1800  # re-request a change (or a bootstrap) still not loaded after this long
 
 
@@ -23,7 +24,7 @@ def _today() -> str:
 
 
 @dg.sensor(
-    jobs=[entity_jobs[e] for e in WINDOWED],
+    jobs=[entity_jobs[e] for e in CHANGE_TRACKED],
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="One cheap request per entity pass (newest update first); a run of today's partition only "
@@ -40,7 +41,7 @@ def klaviyo_change_sensor(
         account = cursor.get("account_id") or client.account_id()
         requests = []
         now = time.time()
-        for entity in WINDOWED:
+        for entity in CHANGE_TRACKED:
             newest = client.newest_update(entity)
             if newest is None:
                 continue
@@ -71,7 +72,7 @@ def klaviyo_change_sensor(
 
 
 @dg.sensor(
-    jobs=[entity_jobs[e] for e in WINDOWED + SNAPSHOTS],
+    jobs=[entity_jobs[e] for e in CHANGE_TRACKED + SNAPSHOTS],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="When an entity's table is empty, ask for its whole history (one run over all partitions).",
@@ -84,7 +85,7 @@ def klaviyo_bootstrap_sensor(
     now = time.time()
     requests = []
     with warehouse.engine.connect() as conn:
-        for entity in WINDOWED + SNAPSHOTS:
+        for entity in CHANGE_TRACKED + SNAPSHOTS:
             if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM klaviyo_{entity})")).scalar_one():
                 continue
             last = cursor.get(entity, {})
@@ -93,7 +94,7 @@ def klaviyo_bootstrap_sensor(
             attempt = last.get("attempt", 0) + 1
             cursor[entity] = {"at": now, "attempt": attempt}
             tags = {"klaviyo/trigger": "bootstrap"}
-            if entity in WINDOWED:
+            if entity in CHANGE_TRACKED:
                 tags |= {
                     "dagster/asset_partition_range_start": daily_partitions.get_first_partition_key(),
                     "dagster/asset_partition_range_end": _today(),

@@ -324,10 +324,16 @@ class KlaviyoClient:
                 seen_urls.add(next_url)
             url = next_url
 
-    def clamp_end(self, end: dt.datetime | None) -> dt.datetime:
-        """Never ask for a bound later than now minus a small margin (Klaviyo rejects bounds near now)."""
+    def live_bounds(
+        self, start: dt.datetime | None, end: dt.datetime | None
+    ) -> tuple[dt.datetime | None, dt.datetime | None] | None:
+        """Bounds that are safe to ask for: Klaviyo rejects bounds near now, so an end later than now minus a
+        margin is dropped (the window stays open: future-dated records are read too), and a window that starts
+        after that is not read at all (None)."""
         limit = dt.datetime.now(UTC) - dt.timedelta(seconds=self.now_margin)
-        return limit if end is None or end > limit else end
+        if start is not None and start >= limit:
+            return None
+        return start, (None if end is None or end > limit else end)
 
     def list_window(
         self,
@@ -345,9 +351,10 @@ class KlaviyoClient:
         (campaigns per channel and archived state, flows per archived state)."""
         endpoint = ENDPOINTS[entity]
         if endpoint.updated_field is not None:
-            end = self.clamp_end(end)
-            if start is not None and start >= end:
+            bounds = self.live_bounds(start, end)
+            if bounds is None:
                 return
+            start, end = bounds
         base = list(filters) + window_conditions(endpoint, start, end)
         fname = endpoint.updated_field
 
@@ -376,9 +383,12 @@ class KlaviyoClient:
             return None
         sortable = entity in SORTS_BY_UPDATE
         newest: dt.datetime | None = None
+        # Bounded at now where the field allows it, so a future-dated record (events) is not "newest" forever.
+        limit = dt.datetime.now(UTC) - dt.timedelta(seconds=self.now_margin)
+        bound = [c for c in window_conditions(endpoint, None, limit.replace(microsecond=0))]
         for conds, ctx in _passes(endpoint):
             if sortable:
-                params = _list_params(endpoint, conds, 1, (), (), f"-{fname}")
+                params = _list_params(endpoint, conds + bound, 1, (), (), f"-{fname}")
                 pages: Iterable[Page] = [next(self.iter_pages(endpoint, params, ctx))]
             else:
                 pages = self.iter_pages(endpoint, _list_params(endpoint, conds, None, (), (), None), ctx)
@@ -388,7 +398,7 @@ class KlaviyoClient:
                         stamp = parse_timestamp((record.get("attributes") or {}).get(fname))
                     except ValueError:
                         continue
-                    if stamp is not None and (newest is None or stamp > newest):
+                    if stamp is not None and stamp <= limit and (newest is None or stamp > newest):
                         newest = stamp
         return newest
 

@@ -102,6 +102,8 @@ class Warehouse(dg.ConfigurableResource):
     _engine: Engine | None = PrivateAttr(default=None)
     _tables: dict[str, Table] = PrivateAttr(default_factory=dict)
     _migrated: bool = PrivateAttr(default=False)
+    _partitions: set[str] = PrivateAttr(default_factory=set)
+    _partitioned: dict[str, bool] = PrivateAttr(default_factory=dict)
 
     @property
     def engine(self) -> Engine:
@@ -127,12 +129,15 @@ class Warehouse(dg.ConfigurableResource):
             self.migrate()
             self._migrated = True
 
-    def table(self, name: str) -> Table:
-        """The reflected table (cached)."""
+    def table(self, name: str, conn: Connection | None = None) -> Table:
+        """The reflected table (cached). Pass the connection in use: reflecting on another one would wait
+        behind locks this transaction holds (e.g. a partition it just created)."""
         if name not in self._tables:
             if not _IDENT.match(name):
                 raise WarehouseError(f"invalid table name {name!r}")
-            self._tables[name] = Table(name, MetaData(), autoload_with=self.engine)
+            self._tables[name] = Table(
+                name, MetaData(), autoload_with=conn if conn is not None else self.engine
+            )
         return self._tables[name]
 
     def repository(self, table: str, account_id: str | None = None) -> Repository:
@@ -160,7 +165,7 @@ class Warehouse(dg.ConfigurableResource):
         """
         if frame.empty:
             return UpsertCounts()
-        target = self.table(table)
+        target = self.table(table, conn)
         columns = list(frame.columns)
         unknown = [c for c in columns if c not in target.c]
         if unknown:
@@ -210,24 +215,70 @@ class Warehouse(dg.ConfigurableResource):
             if repeated
             else f"SELECT {col_list} FROM {stage}"
         )
-        sql = f"""
-            WITH staged AS ({staged_sql}), written AS (
+        merge = f"""
                 INSERT INTO {table} AS t ({col_list}{extra_cols})
                 SELECT {col_list}{extra_vals} FROM staged
                 ON CONFLICT ({key_list}) DO UPDATE SET {", ".join(sets)}
                 WHERE {" OR ".join(conditions)}
-                RETURNING (xmax = 0) AS inserted
-            )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-                   (SELECT count(*) FROM {stage})
-            FROM written
         """
-        inserted, updated, staged = conn.exec_driver_sql(sql).one()
+        if not self._is_partitioned(conn, table):
+            sql = f"""
+                WITH staged AS ({staged_sql}), written AS ({merge} RETURNING (xmax = 0) AS inserted)
+                SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                       (SELECT count(*) FROM {stage})
+                FROM written
+            """
+            inserted, updated, staged = conn.exec_driver_sql(sql).one()
+        else:
+            # A partitioned table cannot return xmax: count the keys that exist before merging.
+            on = " AND ".join(f"t.{k} = s.{k}" for k in key)
+            existing, distinct, staged = conn.exec_driver_sql(
+                f"""WITH staged AS ({staged_sql})
+                    SELECT (SELECT count(*) FROM staged s WHERE EXISTS (SELECT 1 FROM {table} t WHERE {on})),
+                           (SELECT count(*) FROM staged), (SELECT count(*) FROM {stage})"""
+            ).one()
+            written = conn.exec_driver_sql(
+                f"WITH staged AS ({staged_sql}), written AS ({merge} RETURNING 1) SELECT count(*) FROM written"
+            ).scalar_one()
+            inserted = distinct - existing
+            updated = written - inserted
         return UpsertCounts(inserted, updated, staged - inserted - updated)
+
+    def ensure_month_partitions(
+        self, conn: Connection, table: str, stamps: Iterable[dt.datetime]
+    ) -> list[str]:
+        """Create the monthly range partitions of `table` that these timestamps fall in (once each)."""
+        months = sorted({(t.year, t.month) for t in stamps if t is not None and not pd.isna(t)})
+        created = []
+        for year, month in months:
+            name = f"{table}_y{year:04d}m{month:02d}"
+            if name in self._partitions:
+                continue
+            if conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one():
+                self._partitions.add(name)  # committed already: safe to remember
+                continue
+            start = dt.date(year, month, 1)
+            end = dt.date(year + (month == 12), month % 12 + 1, 1)
+            # Serialize creators of the same partition (concurrent runs); IF NOT EXISTS makes it idempotent.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            conn.exec_driver_sql(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
+                f"FOR VALUES FROM ('{start.isoformat()}T00:00:00+00:00') TO ('{end.isoformat()}T00:00:00+00:00')"
+            )
+            created.append(name)  # not remembered: this transaction may still roll back
+        return created
+
+    def _is_partitioned(self, conn: Connection, table: str) -> bool:
+        if table not in self._partitioned:
+            kind = conn.execute(
+                text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+            ).scalar()
+            self._partitioned[table] = kind == "p"
+        return self._partitioned[table]
 
     def copy_frame(self, conn: Connection, table: str, frame: pd.DataFrame) -> int:
         """Plain COPY of a frame into a table (no merge); returns the row count."""
-        self._copy_rows(conn, table, self.table(table), frame)
+        self._copy_rows(conn, table, self.table(table, conn), frame)
         return len(frame)
 
     @staticmethod

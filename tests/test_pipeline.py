@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import text
 
-from assets.entities import ENTITIES, entity_assets
+from assets.entities import ALL_ASSETS, ENTITIES, entity_assets, volume_assets
 from klaviyo_sim.data import Resource
 from pipelines.checks import entity_checks
 from pipelines.jobs import all_entities_job, entity_jobs
@@ -34,7 +34,7 @@ STAMP = {"campaigns": "updated_at", "forms": "updated_at"}
 
 def defs_for(sim, warehouse, **klaviyo_kwargs) -> dg.Definitions:
     return dg.Definitions(
-        assets=entity_assets,
+        assets=[*entity_assets, *volume_assets],
         asset_checks=entity_checks,
         jobs=[all_entities_job, *entity_jobs.values()],
         resources={
@@ -132,6 +132,9 @@ def test_full_history_loads_every_entity_and_the_checks_pass(sim, warehouse):
         defs, start=daily_partitions.get_first_partition_key(), end=daily_partitions.get_last_partition_key()
     )
     assert result.success
+    acct = sim.account
+    assert set(rows(warehouse, "profiles")) == {acct.profile_id(i) for i in range(acct.counts["profiles"])}
+    assert set(rows(warehouse, "events")) == {acct.event_id(i) for i in range(acct.total_events)}
     for entity in ENTITIES:
         got = rows(warehouse, entity)
         assert set(got) == {r.id for r in sim.account.collections[KIND[entity]]}, entity
@@ -140,13 +143,13 @@ def test_full_history_loads_every_entity_and_the_checks_pass(sim, warehouse):
         if entity != "tags":
             assert s.watermark == max(sim_stamp(r, entity) for r in sim.account.collections[KIND[entity]])
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 3 * len(ENTITIES)
+    assert len(checks) == 3 * len(ALL_ASSETS)
     assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
     with warehouse.engine.connect() as conn:
         runs = conn.execute(
             text("SELECT entity, status, api_calls, records_read FROM klaviyo_sync_runs")
         ).all()
-    assert sorted(r.entity for r in runs) == sorted(ENTITIES)
+    assert sorted(r.entity for r in runs) == sorted(ALL_ASSETS)
     assert all(r.status == "success" and r.api_calls >= 1 for r in runs)
 
 
@@ -281,7 +284,7 @@ def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, w
         ["get_accounts"]
         + ["get_campaigns"] * 6
         + ["get_flows"] * 2
-        + ["get_forms", "get_segments", "get_lists", "get_metrics"]
+        + ["get_forms", "get_segments", "get_lists", "get_metrics", "get_profiles", "get_events"]
     )
     cursor = ctx.cursor
     sim.account.touch("flow", 1, at=dt.datetime.now(UTC) - dt.timedelta(seconds=30))
@@ -302,7 +305,7 @@ def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
     result = klaviyo_bootstrap_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     by_job = {r.job_name: r for r in result.run_requests}
-    assert set(by_job) == {f"klaviyo_sync_{e}" for e in ENTITIES}
+    assert set(by_job) == {f"klaviyo_sync_{e}" for e in ALL_ASSETS}
     flows = by_job["klaviyo_sync_flows"]
     assert flows.tags["dagster/asset_partition_range_start"] == daily_partitions.get_first_partition_key()
     assert flows.tags["dagster/asset_partition_range_end"] == daily_partitions.get_last_partition_key()
@@ -334,8 +337,8 @@ def test_definitions_load_with_the_expected_shape():
 
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {f"klaviyo/{e}" for e in ENTITIES}
-    assert {j.name for j in defs.jobs} == {"klaviyo_sync_all", *(f"klaviyo_sync_{e}" for e in ENTITIES)}
+    assert keys == {f"klaviyo/{e}" for e in ALL_ASSETS}
+    assert {j.name for j in defs.jobs} == {"klaviyo_sync_all", *(f"klaviyo_sync_{e}" for e in ALL_ASSETS)}
     assert {s.name for s in defs.schedules} == {"klaviyo_incremental_schedule", "klaviyo_settle_schedule"}
     assert {s.name for s in defs.sensors} == {
         "klaviyo_change_sensor",

@@ -145,7 +145,7 @@ def test_single_resources_validate(sim):
 
 def expected_ids(account: Account, kind: str) -> list[str]:
     if kind == "event":
-        return [account.event_id(i) for i in range(account.counts["events"])]
+        return [account.event_id(i) for i in range(account.total_events)]
     if kind == "profile":
         return [account.profile_id(i) for i in range(account.counts["profiles"])]
     return [r.id for r in account.collections[kind]]
@@ -211,7 +211,7 @@ def test_time_filters_and_sorts(sim):
     seen, _ = all_pages(sim, f"/api/events?filter={f}&page[size]=100")
     want = [
         acct.event_id(i)
-        for i in range(acct.counts["events"])
+        for i in range(acct.total_events)
         if lo.timestamp() <= acct.event_timestamp(i) < hi.timestamp()
     ]
     assert seen == want and want

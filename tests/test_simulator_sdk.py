@@ -68,7 +68,7 @@ def test_sdk_reads_every_entity(sdk_and_sim):
     assert sorted(t.id for t in tags) == sorted(t.id for t in acct.tags)
 
     events = _drain(sdk.Events.get_events, page_size=1000)
-    assert [e.id for e in events] == [acct.event_id(i) for i in range(acct.counts["events"])]
+    assert [e.id for e in events] == [acct.event_id(i) for i in range(acct.total_events)]
     assert events[5].attributes.timestamp == acct.event_timestamp(5)
 
     profiles = _drain(sdk.Profiles.get_profiles, page_size=100)
