@@ -9,7 +9,7 @@ from sqlalchemy import text
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
 from pipelines import settings
 from pipelines.partitions import daily_partitions
-from resources.klaviyo import KlaviyoResource
+from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.klaviyo_api import Cond
 from resources.warehouse import Warehouse
 
@@ -105,7 +105,8 @@ def _request_options(entity: str, config: SyncConfig, client, warehouse: Warehou
             missing = sorted(set(config.metric_names) - set(found))
             if missing:
                 raise dg.Failure(
-                    f"klaviyo/{entity}: no metric named {missing} in klaviyo_metrics; sync metrics first"
+                    f"klaviyo/{entity}: no metric named {missing} in klaviyo_metrics; sync metrics first",
+                    allow_retries=False,
                 )
             ids += list(found.values())
         return {"filter_passes": tuple((Cond("equals", "metric_id", mid),) for mid in dict.fromkeys(ids))}
@@ -193,6 +194,9 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         )
         try:
             outcome = sync_entity(request, client, warehouse, log=context.log)
+        except (KlaviyoApiError, QuotaExhausted, FilterNotAllowed) as exc:
+            # Klaviyo refused the request itself (or the quota is gone): a step retry would get the same answer.
+            raise dg.Failure(str(exc), allow_retries=False) from exc
         finally:
             client.close()
         context.log.info(

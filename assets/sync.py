@@ -106,13 +106,13 @@ class SyncOutcome:
 
 
 def read_window(request: SyncRequest, previous_watermark: dt.datetime | None, now: dt.datetime) -> tuple:
-    """The window actually read: the partition's, started from the watermark minus the lookback when the
-    partition is live (it holds `now`) and the run is incremental."""
+    """The window actually read: the partition's; but when the partition is live (it holds `now`) and the run
+    is incremental, from the watermark minus the lookback, which may reach back before the partition (a
+    trailing re-read, or catching up after missed runs)."""
     start, end = request.window_start, request.window_end
     live = end is None or end > now
     if live and not request.full_refresh and previous_watermark is not None:
-        resume = previous_watermark - request.lookback
-        start = resume if start is None else max(start, resume)
+        start = previous_watermark - request.lookback
     return start, end
 
 
