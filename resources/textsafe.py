@@ -6,9 +6,10 @@ holds those six literal characters reads back as a NUL: the one ambiguity of the
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+import orjson
 
 NUL = "\x00"
 NUL_ESCAPE = "\\u0000"
@@ -28,7 +29,7 @@ def unescape_text(value: str) -> str:
 
 def dumps_jsonb(value: Any) -> str:
     """Serialize a JSON value for a JSONB column, escaping NULs in strings and keys."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     if "\\u0000" in text:
         text = _JSON_NUL.sub(lambda m: m.group(1) + "\\\\u0000", text)
     return text

@@ -284,29 +284,32 @@ class Warehouse(dg.ConfigurableResource):
     @staticmethod
     def _copy_rows(conn: Connection, table: str, target: Table, frame: pd.DataFrame) -> None:
         columns = list(frame.columns)
-        converters = [_converter(target.c[c].type) for c in columns]
+        arrays = [_column_values(series, target.c[name].type) for name, series in frame.items()]
         raw = conn.connection.driver_connection
         with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in _frame_rows(frame, converters):
+            for row in zip(*arrays, strict=True):
                 copy.write_row(row)
 
 
-def _converter(column_type: Any):
+def _column_values(series: pd.Series, column_type: Any) -> list:
+    """A column as plain Python values for COPY: missing values become None, text is NUL-escaped, JSON is
+    serialized (NUL-escaped too). Converted per column, not per value, for speed."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return [None if v is pd.NaT or v is None else v for v in series.dt.to_pydatetime().tolist()]
     if isinstance(column_type, JSONB):
-        return lambda v: None if v is None else (v if isinstance(v, str) else dumps_jsonb(v))
-    return lambda v: escape_text(v) if isinstance(v, str) else v
-
-
-def _frame_rows(frame: pd.DataFrame, converters: list) -> Iterator[tuple]:
-    """Rows of a frame as plain Python values: NaN/NaT become None, text is NUL-escaped."""
-    arrays = []
-    for (_name, series), convert in zip(frame.items(), converters, strict=True):
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            values = [None if pd.isna(v) else v.to_pydatetime() for v in series]
-        else:
-            values = series.astype(object).where(series.notna(), None).tolist()
-        arrays.append([convert(v) for v in values])
-    return zip(*arrays, strict=True)
+        return [None if v is None else v if isinstance(v, str) else dumps_jsonb(v) for v in series.tolist()]
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        return [
+            escape_text(v)
+            if isinstance(v, str)
+            else None
+            if v is None or (isinstance(v, float) and v != v)
+            else v
+            for v in series.tolist()
+        ]
+    if series.hasnans:
+        return series.astype(object).where(series.notna(), None).tolist()
+    return series.tolist()
 
 
 class Repository:

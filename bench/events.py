@@ -1,0 +1,129 @@
+"""Events (1,000,000) and profiles (500,000) from the simulator into Postgres, all figures from one run:
+
+(a) end-to-end rows/s into the table against the rate a bare requests loop merely fetches the same pages;
+(b) the transform + load stage alone on already-fetched pages against a plain COPY of the same rows;
+(c) peak RSS of the end-to-end run, and its growth between a quarter of the rows and all of them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import psutil
+import requests
+from _common import BENCH_KEY, HEADERS, PeakRSS, mb, scratch_warehouse, simulator_process
+from sqlalchemy import text
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
+PROFILES = int(os.environ.get("BENCH_PROFILES", "500000"))
+STAGE_ROWS = 100_000  # rows pre-fetched for (b)
+
+
+def bare_fetch(url: str, path: str, size: int) -> tuple[int, float]:
+    session = requests.Session()
+    n, next_url = 0, f"{url}{path}?page[size]={size}"
+    began = time.perf_counter()
+    while next_url:
+        body = session.get(next_url, headers=HEADERS, timeout=60).json()
+        n += len(body["data"])
+        next_url = body["links"]["next"]
+    return n, time.perf_counter() - began
+
+
+def measure(entity: str, total: int, sim_args: list[str]) -> None:
+    from assets.sync import PLANS, SyncRequest, sync_entity
+    from resources.klaviyo import KlaviyoClient
+    from resources.klaviyo_api import ENDPOINTS
+    from resources.ratelimit import UnlimitedBudget
+
+    plan = PLANS[entity]
+    endpoint = ENDPOINTS[entity]
+    me = psutil.Process(os.getpid())
+    wh = scratch_warehouse(f"bench_{entity}")
+    with simulator_process("--no-rate-limits", *sim_args) as (url, _proc):
+        n_bare, bare_s = bare_fetch(url, endpoint.path, endpoint.page_size)
+
+        # (a) + (c): the real sync path, streaming batch by batch.
+        gc.collect()
+        baseline = me.memory_info().rss
+        marks: dict[str, int] = {}
+
+        class MarkingClient(KlaviyoClient):
+            """Notes this process's RSS when a quarter, and all, of the rows have streamed through."""
+
+            def iter_pages(self, *args, **kwargs):
+                seen = 0
+                for page in super().iter_pages(*args, **kwargs):
+                    yield page
+                    seen += page.received
+                    for label, at in (("25%", total // 4), ("100%", total)):
+                        if label not in marks and seen >= at:
+                            marks[label] = me.memory_info().rss
+
+        # The simulator's limits are off; so is the client's budget, or Klaviyo's L tier (700 requests/min) would
+        # cap profiles at ~1,170 rows/s and the figure would measure the quota, not the pipeline.
+        client = MarkingClient(BENCH_KEY, base_url=url, budget=UnlimitedBudget())
+        began = time.perf_counter()
+        with PeakRSS(me) as peak:
+            outcome = sync_entity(SyncRequest(entity, None, None), client, wh)
+        e2e_s = time.perf_counter() - began
+        with wh.engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT count(*) FROM {plan.table}")).scalar_one()
+
+        # (b): transform + load on pages already in memory, against a plain COPY of the same rows.
+        pages = []
+        fetched = 0
+        for page in KlaviyoClient(BENCH_KEY, base_url=url, budget=UnlimitedBudget()).list_window(entity):
+            pages.append(page.records)
+            fetched += len(page.records)
+            if fetched >= STAGE_ROWS:
+                break
+    with wh.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {plan.table}"))
+        conn.execute(text(f"CREATE TABLE plain_{entity} (LIKE {plan.table} INCLUDING DEFAULTS)"))
+    began = time.perf_counter()
+    frames = []
+    for records in pages:
+        with wh.transaction() as conn:
+            frame = plan.transform(records, "bench", {}).frame
+            if plan.month_partitions_on:
+                wh.ensure_month_partitions(
+                    conn, plan.table, frame[plan.month_partitions_on].dt.to_pydatetime()
+                )
+            wh.upsert_frame(conn, plan.table, frame, key=plan.key, guard=plan.guard)
+        frames.append(frame)
+    stage_s = time.perf_counter() - began
+    began = time.perf_counter()
+    for frame in frames:
+        with wh.transaction() as conn:
+            wh.copy_frame(conn, f"plain_{entity}", frame)
+    copy_s = time.perf_counter() - began
+
+    assert n_bare == rows == outcome.records_read == total, (n_bare, rows, outcome.records_read, total)
+    bare_rate, e2e_rate = total / bare_s, total / e2e_s
+    print(
+        f"== {entity}: {total:,} rows, page size {endpoint.page_size}, simulator in its own process, limits off"
+    )
+    print(
+        f"(a) bare requests fetch: {bare_rate:>9,.0f} rows/s; end to end into {plan.table}: {e2e_rate:>9,.0f} rows/s "
+        f"= {e2e_rate / bare_rate:.2f}x (target >= 0.7x)"
+    )
+    print(
+        f"(b) transform + load of {fetched:,} fetched rows: {fetched / stage_s:>9,.0f} rows/s; plain COPY of the same rows: "
+        f"{fetched / copy_s:>9,.0f} rows/s = {copy_s / stage_s:.2f}x (target >= 0.4x)"
+    )
+    print(
+        f"(c) peak RSS {mb(peak.peak)} ({mb(peak.peak - baseline)} above the start; target < 300 MB); "
+        f"at 25%: {mb(marks.get('25%', 0))}, at 100%: {mb(marks.get('100%', 0))}"
+    )
+
+
+def main() -> None:
+    measure("events", EVENTS + 3, ["--events", str(EVENTS), "--profiles", "100000"])
+    measure("profiles", PROFILES, ["--profiles", str(PROFILES), "--events", "1000"])
+
+
+if __name__ == "__main__":
+    main()
