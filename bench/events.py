@@ -33,6 +33,11 @@ def bare_fetch(url: str, path: str, size: int) -> tuple[int, float]:
 
 
 def measure(entity: str, total: int, sim_args: list[str]) -> None:
+    import datetime as dt
+
+    history_start = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(
+        days=121
+    )
     from assets.sync import PLANS, SyncRequest, sync_entity
     from resources.klaviyo import KlaviyoClient
     from resources.klaviyo_api import ENDPOINTS
@@ -67,7 +72,8 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
         client = MarkingClient(BENCH_KEY, base_url=url, budget=UnlimitedBudget())
         began = time.perf_counter()
         with PeakRSS(me) as peak:
-            outcome = sync_entity(SyncRequest(entity, None, None), client, wh)
+            # A backfill from the account's first day through today, as a range run would ask for it.
+            outcome = sync_entity(SyncRequest(entity, history_start, None), client, wh)
         e2e_s = time.perf_counter() - began
         with wh.engine.connect() as conn:
             rows = conn.execute(text(f"SELECT count(*) FROM {plan.table}")).scalar_one()
@@ -83,9 +89,13 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
     with wh.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {plan.table}"))
         conn.execute(text(f"CREATE TABLE plain_{entity} (LIKE {plan.table} INCLUDING DEFAULTS)"))
+    batches = [
+        sum(pages[k : k + plan.batch_rows // len(pages[0])], [])
+        for k in range(0, len(pages), plan.batch_rows // len(pages[0]))
+    ]
     began = time.perf_counter()
     frames = []
-    for records in pages:
+    for records in batches:
         with wh.transaction() as conn:
             frame = plan.transform(records, "bench", {}).frame
             if plan.month_partitions_on:

@@ -347,3 +347,33 @@ def test_definitions_load_with_the_expected_shape():
     tags = graph.get(dg.AssetKey(["klaviyo", "tags"]))
     flows = graph.get(dg.AssetKey(["klaviyo", "flows"]))
     assert tags.partitions_def is None and flows.partitions_def == daily_partitions
+
+
+def test_run_failure_sensor_marks_the_runs_entities_failed(sim, warehouse):
+    from pipelines.sensors import klaviyo_run_failure_sensor
+    from resources import sync_status
+
+    instance = dg.DagsterInstance.ephemeral()
+    sim.faults.operations = {"get_flows"}
+    sim.faults.rate_503 = 1.0
+    result = (
+        defs_for(sim, warehouse, max_attempts=1)
+        .resolve_job_def("klaviyo_sync_flows")
+        .execute_in_process(
+            instance=instance, partition_key=daily_partitions.get_last_partition_key(), raise_on_error=False
+        )
+    )
+    assert not result.success
+    # The run died as if outside the asset (e.g. the process was killed): its status row still says running.
+    sync_status.mark_started(warehouse.engine, sim.account.account_id, "flows", result.run_id)
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    context = dg.build_run_status_sensor_context(
+        sensor_name="klaviyo_run_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure,
+        resources={"warehouse": warehouse},
+    ).for_run_failure()
+    klaviyo_run_failure_sensor(context)
+    row = status(warehouse, "flows")
+    assert row.status == "failed" and row.run_id == result.run_id and row.last_error
