@@ -229,8 +229,16 @@ class Warehouse(dg.ConfigurableResource):
                 FROM written
             """
             inserted, updated, staged = conn.exec_driver_sql(sql).one()
+        elif "created_at" in target.c and "created_at" not in columns:
+            # A partitioned table cannot return xmax; a row inserted now carries this transaction's now().
+            sql = f"""
+                WITH staged AS ({staged_sql}), written AS ({merge} RETURNING (t.created_at = now()) AS inserted)
+                SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                       (SELECT count(*) FROM {stage})
+                FROM written
+            """
+            inserted, updated, staged = conn.exec_driver_sql(sql).one()
         else:
-            # A partitioned table cannot return xmax: count the keys that exist before merging.
             on = " AND ".join(f"t.{k} = s.{k}" for k in key)
             existing, distinct, staged = conn.exec_driver_sql(
                 f"""WITH staged AS ({staged_sql})
