@@ -182,17 +182,17 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         warehouse.ensure_migrated()
         start, end, label = _window(context)
         client = klaviyo.fresh_client()
-        request = SyncRequest(
-            entity=entity,
-            window_start=start,
-            window_end=end,
-            full_refresh=config.full_refresh,
-            lookback=dt.timedelta(minutes=config.lookback_minutes),
-            run_id=context.run_id,
-            partition_key=label,
-            **_request_options(entity, config, client, warehouse),
-        )
         try:
+            request = SyncRequest(
+                entity=entity,
+                window_start=start,
+                window_end=end,
+                full_refresh=config.full_refresh,
+                lookback=dt.timedelta(minutes=config.lookback_minutes),
+                run_id=context.run_id,
+                partition_key=label,
+                **_request_options(entity, config, client, warehouse),
+            )
             outcome = sync_entity(request, client, warehouse, log=context.log)
         except (KlaviyoApiError, QuotaExhausted, FilterNotAllowed) as exc:
             # Klaviyo refused the request itself (or the quota is gone): a step retry would get the same answer.
