@@ -105,7 +105,6 @@ class SyncOutcome:
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     rejected: list[Rejected] = field(default_factory=list)
     watermark: dt.datetime | None = None
-    previous_watermark: dt.datetime | None = None
     seconds: float = 0.0
     preview: pd.DataFrame | None = None
 
@@ -219,7 +218,7 @@ def sync_entity(
     engine = warehouse.engine
     previous = sync_status.watermark(engine, account_id, request.entity)
     read_start, read_end = read_window(request, previous, now)
-    outcome = SyncOutcome(request.entity, account_id, read_start, read_end, previous_watermark=previous)
+    outcome = SyncOutcome(request.entity, account_id, read_start, read_end)
     run = sync_status.RunRecord(
         account_id=account_id,
         entity=request.entity,

@@ -161,6 +161,17 @@ SHAPES: dict[str, EntityShape] = {
 _DTYPES = {"text": "object", "bool": "boolean", "int": "Int64"}
 
 
+def _identify(record: Any) -> tuple[str, dict[str, Any]] | Rejected:
+    """A record's id and attributes, or why it cannot be loaded."""
+    rid = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(rid, str) or not rid:
+        return Rejected(None, f"record without an id: {str(record)[:200]}")
+    attributes = record.get("attributes")
+    if not isinstance(attributes, dict):
+        return Rejected(rid, "record without attributes")
+    return rid, attributes
+
+
 def transform(
     entity: str, records: Iterable[dict[str, Any]], account_id: str, context: dict[str, Any] | None = None
 ) -> TransformResult:
@@ -170,14 +181,11 @@ def transform(
     rows: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
     for record in records:
-        rid = record.get("id") if isinstance(record, dict) else None
-        if not isinstance(rid, str) or not rid:
-            rejected.append(Rejected(None, f"record without an id: {str(record)[:200]}"))
+        identified = _identify(record)
+        if isinstance(identified, Rejected):
+            rejected.append(identified)
             continue
-        attributes = record.get("attributes")
-        if not isinstance(attributes, dict):
-            rejected.append(Rejected(rid, "record without attributes"))
-            continue
+        rid, attributes = identified
         ctx = {**context, "_relationships": record.get("relationships") or {}}
         row: dict[str, Any] = {"id": rid, "account_id": account_id}
         try:
@@ -258,13 +266,11 @@ def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> Tr
                                              "properties", "subscriptions", "predictive_analytics", "attributes_extra")}  # fmt: skip
     rejected: list[Rejected] = []
     for record in records:
-        rid = record.get("id") if isinstance(record, dict) else None
-        attrs = record.get("attributes") if isinstance(record, dict) else None
-        if not isinstance(rid, str) or not rid or not isinstance(attrs, dict):
-            rejected.append(
-                Rejected(rid if isinstance(rid, str) else None, "record without an id or attributes")
-            )
+        identified = _identify(record)
+        if isinstance(identified, Rejected):
+            rejected.append(identified)
             continue
+        rid, attrs = identified
         try:
             created, updated, last_event = (
                 parse_timestamp(attrs.get(k)) for k in ("created", "updated", "last_event_date")
@@ -311,13 +317,11 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
                                              "attributes_extra")}  # fmt: skip
     rejected: list[Rejected] = []
     for record in records:
-        rid = record.get("id") if isinstance(record, dict) else None
-        attrs = record.get("attributes") if isinstance(record, dict) else None
-        if not isinstance(rid, str) or not rid or not isinstance(attrs, dict):
-            rejected.append(
-                Rejected(rid if isinstance(rid, str) else None, "record without an id or attributes")
-            )
+        identified = _identify(record)
+        if isinstance(identified, Rejected):
+            rejected.append(identified)
             continue
+        rid, attrs = identified
         try:
             when = parse_timestamp(attrs.get("datetime"))
             if when is None:

@@ -20,20 +20,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from klaviyo_sim import reports
-from klaviyo_sim.data import Account, Resource, iso, parse_time
+from klaviyo_sim.data import Account, Resource, parse_time
 from klaviyo_sim.filters import Condition, FilterError, matches, parse_filter
 from klaviyo_sim.spec import Operation, match
 
 UTC = dt.UTC
 JSONAPI = "application/vnd.api+json"
-RELATIONSHIP_TYPES = {
-    "tags": "tag",
-    "campaign-messages": "campaign-message",
-    "flow-actions": "flow-action",
-    "form-versions": "form-version",
-    "flow-triggers": "flow",
-    "profiles": "profile",
-}
 # Parameters whose own (stricter) limit stacks on the endpoint's, per Klaviyo's rate-limit docs.
 PARAM_TIERS = {
     ("get_segment", "additional-fields[segment]", "profile_count"): (1, 15),
@@ -746,6 +738,20 @@ def _take(indices: Iterator[int], keep: Callable[[int], bool], k: int) -> list[i
     return out
 
 
+def _index_bounds(
+    n: int, conditions: list[Condition], field_name: str, stamp: Callable[[int], float]
+) -> tuple[int, int]:
+    """[lo, hi) of the indices whose `stamp` (rising with the index) meets the comparisons on a field."""
+    lo, hi, lo_strict, hi_strict = _time_bounds(conditions, field_name)
+    first = 0
+    if lo > -math.inf:
+        first = (bisect.bisect_right if lo_strict else bisect.bisect_left)(range(n), lo, key=stamp)
+    last = n
+    if hi < math.inf:
+        last = (bisect.bisect_left if hi_strict else bisect.bisect_right)(range(n), hi, key=stamp)
+    return first, last
+
+
 def _profiles_page(
     account: Account, conditions: list[Condition], sort: str | None, cursor: Any, size: int
 ) -> tuple[list[int], Any]:
@@ -753,44 +759,11 @@ def _profiles_page(
     if sort and sort.lstrip("-") not in ("created", "id", "updated"):
         raise invalid(f"Sorting profiles by '{sort}' is not supported by the simulator.", parameter="sort")
     reverse = bool(sort and sort.startswith("-"))
-    lo_i, hi_i = 0, n
-    lo, hi, lo_strict, hi_strict = _time_bounds(conditions, "created")
-    if lo > -math.inf or hi < math.inf:
-
-        def key(i: int) -> float:
-            return account.profile_created(i).timestamp()
-
-        if lo > -math.inf:
-            lo_i = (
-                bisect.bisect_right(range(n), lo, key=key)
-                if lo_strict
-                else bisect.bisect_left(range(n), lo, key=key)
-            )
-        if hi < math.inf:
-            hi_i = (
-                bisect.bisect_left(range(n), hi, key=key)
-                if hi_strict
-                else bisect.bisect_right(range(n), hi, key=key)
-            )
+    lo_i, hi_i = _index_bounds(n, conditions, "created", lambda i: account.profile_created(i).timestamp())
     # The base `updated` rises with the index; overridden profiles are checked one by one.
-    ulo, uhi, ulo_strict, uhi_strict = _time_bounds(conditions, "updated")
-    if ulo > -math.inf or uhi < math.inf:
-
-        def ukey(i: int) -> float:
-            return account.profile_base_updated(i).timestamp()
-
-        if ulo > -math.inf:
-            b = bisect.bisect_right if ulo_strict else bisect.bisect_left
-            base_lo = b(range(n), ulo, key=ukey)
-        else:
-            base_lo = 0
-        if uhi < math.inf:
-            b = bisect.bisect_left if uhi_strict else bisect.bisect_right
-            base_hi = b(range(n), uhi, key=ukey)
-        else:
-            base_hi = n
-    else:
-        base_lo, base_hi = 0, n
+    base_lo, base_hi = _index_bounds(
+        n, conditions, "updated", lambda i: account.profile_base_updated(i).timestamp()
+    )
     with account.lock:
         overrides = sorted(account.profile_overrides)
     id_values = None
@@ -1052,7 +1025,3 @@ class Renderer:
             }
         out["links"] = {"self": f"{self.base}/api/profiles/{pid}/"}
         return out
-
-
-def iso_now() -> str:
-    return iso(dt.datetime.now(UTC))

@@ -42,7 +42,7 @@ def _ensure_database(admin_uri: str, name: str) -> None:
 
 
 def _with_database(uri: str, name: str, driver: str) -> str:
-    scheme, rest = uri.split("://", 1)
+    _scheme, rest = uri.split("://", 1)
     authority, _, tail = rest.partition("/")
     query = tail.partition("?")[2]
     return f"postgresql+{driver}://{authority}/{name}" + (f"?{query}" if query else "")

@@ -385,7 +385,7 @@ class KlaviyoClient:
         newest: dt.datetime | None = None
         # Bounded at now where the field allows it, so a future-dated record (events) is not "newest" forever.
         limit = dt.datetime.now(UTC) - dt.timedelta(seconds=self.now_margin)
-        bound = [c for c in window_conditions(endpoint, None, limit.replace(microsecond=0))]
+        bound = window_conditions(endpoint, None, limit.replace(microsecond=0))
         for conds, ctx in _passes(endpoint):
             if sortable:
                 params = _list_params(endpoint, conds + bound, 1, (), (), f"-{fname}")

@@ -66,12 +66,9 @@ def schema_name(test_database_url: str):
 
 
 @pytest.fixture
-def warehouse(test_database_url: str, schema_name: str):
+def warehouse(make_warehouse):
     """A migrated warehouse in its own schema."""
-    wh = Warehouse(url=test_database_url, schema_name=schema_name)
-    wh.migrate()
-    yield wh
-    wh.dispose()
+    return make_warehouse()
 
 
 # -- the simulator -------------------------------------------------------------------------------------
