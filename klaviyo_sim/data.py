@@ -227,6 +227,9 @@ class Account:
             (r.type, r.id): r for items in self.collections.values() for r in items
         }
         self.profile_overrides: dict[int, ProfileOverride] = {}
+        # Late attribution: extra conversions (flows, campaigns), submits (forms) or members added (segments)
+        # on a day, as Klaviyo revises its reports for days after a send.
+        self.stat_revisions: dict[tuple[str, str, dt.date], int] = {}
         self._metric_ids = [m.id for m in self.metrics]
         self._event_offset = mix64(seed ^ 0xE7E7) % EVENT_MOD
         self._value_metric = {m.id for m in self.metrics if m.attributes["name"] in VALUE_METRICS}
@@ -500,6 +503,15 @@ class Account:
             for r in gone:
                 self.by_id.pop((r.type, r.id), None)
             return [r.id for r in gone]
+
+    def revise_stats(self, family: str, entity_id: str, day: dt.date, amount: int = 1) -> None:
+        """Revise a past day's report statistics for one flow, campaign, form or segment (late attribution)."""
+        if family not in ("flow", "campaign", "form", "segment"):
+            raise ValueError(f"no statistics for {family!r}")
+        with self.lock:
+            key = (family, entity_id, day)
+            self.stat_revisions[key] = self.stat_revisions.get(key, 0) + amount
+            self.__dict__.get("_segment_totals", {}).pop(entity_id, None)
 
     def touch_profiles(self, indices: list[int], at: dt.datetime | None = None) -> list[str]:
         at = (at or dt.datetime.now(UTC)).replace(microsecond=0)

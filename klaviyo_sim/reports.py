@@ -62,7 +62,9 @@ def message_counts(account: Account, kind: str, entity_id: str, day: dt.date) ->
     delivered = recipients - (h >> 10) % max(1, recipients // 20)
     opens_unique = (delivered * (20 + (h >> 20) % 40)) // 100
     clicks_unique = (opens_unique * (5 + (h >> 28) % 30)) // 100
-    conversions = (clicks_unique * ((h >> 36) % 25)) // 100
+    conversions = (clicks_unique * ((h >> 36) % 25)) // 100 + account.stat_revisions.get(
+        (kind, entity_id, day), 0
+    )
     return {
         "recipients": recipients,
         "delivered": delivered,
@@ -114,7 +116,7 @@ def form_counts(account: Account, form_id: str, day: dt.date) -> dict[str, float
     h = _h(account.seed, "form", form_id, day.isoformat())
     viewed_u = 20 + h % 480
     viewed = viewed_u + (h >> 12) % 60
-    submits = (viewed_u * (2 + (h >> 20) % 15)) // 100
+    submits = (viewed_u * (2 + (h >> 20) % 15)) // 100 + account.stat_revisions.get(("form", form_id, day), 0)
     closed = (viewed_u * (30 + (h >> 28) % 40)) // 100
     return {
         "viewed_form": viewed,
@@ -143,13 +145,18 @@ def segment_day(account: Account, segment_id: str, day: dt.date) -> dict[str, in
     totals = _segment_totals(account, segment_id, day)
     offset = (day - SEGMENT_DATA_START).days
     h = _h(account.seed, "segment", segment_id, day.isoformat())
-    added, removed = 10 + h % 40, 5 + (h >> 16) % 30
+    added, removed = _segment_moves(account, segment_id, day, h)
     return {
         "members_added": added,
         "members_removed": removed,
         "net_members_changed": added - removed,
         "total_members": totals[offset],
     }
+
+
+def _segment_moves(account: Account, segment_id: str, day: dt.date, h: int) -> tuple[int, int]:
+    added = 10 + h % 40 + account.stat_revisions.get(("segment", segment_id, day), 0)
+    return added, 5 + (h >> 16) % 30
 
 
 _TOTALS_LOCK = threading.Lock()
@@ -164,8 +171,10 @@ def _segment_totals(account: Account, segment_id: str, day: dt.date) -> list[int
         total = totals[-1] if totals else 1000 + _h(account.seed, "segment-base", segment_id) % 20000
         while len(totals) < need:
             d = SEGMENT_DATA_START + dt.timedelta(days=len(totals))
-            h = _h(account.seed, "segment", segment_id, d.isoformat())
-            total += (10 + h % 40) - (5 + (h >> 16) % 30)
+            added, removed = _segment_moves(
+                account, segment_id, d, _h(account.seed, "segment", segment_id, d.isoformat())
+            )
+            total += added - removed
             totals.append(total)
         return totals
 

@@ -147,7 +147,9 @@ class RateLimiter:
                         {"pointer": "/data/"},
                         {"Retry-After": str(seconds)},
                     )
-            headers = {}
+            headers: dict[str, str] = {}
+            if not self.enabled:
+                return headers  # no limits, nothing to describe
             for idx, (name, _burst, steady, daily) in enumerate(buckets):
                 for width in (burst_w, steady_w):
                     key = (account, name, width, math.floor(now / width))
@@ -420,6 +422,10 @@ class _Handler(BaseHTTPRequestHandler):
             ids = acct.touch(args["type"], int(args.get("n", 1)))
         elif split.path == "/_sim/delete":
             ids = acct.delete(args["type"], int(args.get("n", 1)))
+        elif split.path == "/_sim/revise":
+            day = dt.date.fromisoformat(args["day"])
+            acct.revise_stats(args["family"], args["id"], day, int(args.get("amount", 1)))
+            ids = [args["id"]]
         elif split.path == "/_sim/account":
             ids = [acct.account_id]
         else:

@@ -1,9 +1,12 @@
-"""Asset checks on the entity tables: unique keys, required columns, every reported record loaded."""
+"""Asset checks: entity tables (unique keys, required columns, every reported record loaded) and statistics
+(rates in [0, 1], counts non-negative, known entities, no missing day)."""
 
 import dagster as dg
 from sqlalchemy import text
 
 from assets.entities import ALL_ASSETS, SNAPSHOTS
+from assets.stats import STATS_KEYS
+from resources.reports import FAMILIES
 from resources.warehouse import Warehouse
 
 REQUIRED = {
@@ -81,3 +84,99 @@ def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
 
 
 entity_checks = [check for entity in ALL_ASSETS for check in _checks_for(entity)]
+
+
+# -- statistics -------------------------------------------------------------------------------------------
+ENTITY_OF = {
+    "flow": "klaviyo_flows",
+    "form": "klaviyo_forms",
+    "segment": "klaviyo_segments",
+    "campaign": "klaviyo_campaigns",
+}
+RATES = {
+    "flow": tuple(c for c in FAMILIES["flow"].figures if c.endswith("_rate")),
+    "campaign": tuple(c for c in FAMILIES["campaign"].figures if c.endswith("_rate")),
+    "form": ("submit_rate",),
+    "segment": (),
+}
+
+
+def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
+    family = FAMILIES[name]
+    table, key = family.table, STATS_KEYS[name]
+    counts = [c for c in family.counts if c != "net_members_changed"]
+    id_column = f"{name}_id"
+
+    @dg.asset_check(asset=key, name="rates_within_0_1", description=f"Every rate in {table} is in [0, 1].")
+    def rates_within_0_1(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.ensure_migrated()
+        if not RATES[name]:
+            return dg.AssetCheckResult(passed=True, metadata={"rates": "none in this report"})
+        outside = " OR ".join(f"{c} < 0 OR {c} > 1" for c in RATES[name])
+        with warehouse.engine.connect() as conn:
+            bad = conn.execute(text(f"SELECT count(*) FROM {table} WHERE {outside}")).scalar_one()
+        return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
+
+    @dg.asset_check(asset=key, name="counts_non_negative", description=f"No count in {table} is negative.")
+    def counts_non_negative(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.ensure_migrated()
+        negative = " OR ".join(f"{c} < 0" for c in counts)
+        with warehouse.engine.connect() as conn:
+            bad = conn.execute(text(f"SELECT count(*) FROM {table} WHERE {negative}")).scalar_one()
+        return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_with_negative_counts": bad})
+
+    @dg.asset_check(
+        asset=key,
+        name="known_entities",
+        description=f"Every row of {table} refers to a {name} in {ENTITY_OF[name]}.",
+    )
+    def known_entities(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.ensure_migrated()
+        with warehouse.engine.connect() as conn:
+            orphans = (
+                conn.execute(
+                    text(
+                        f"""SELECT DISTINCT s.{id_column} FROM {table} s WHERE NOT EXISTS (
+                          SELECT 1 FROM {ENTITY_OF[name]} e WHERE e.account_id = s.account_id AND e.id = s.{id_column})
+                        ORDER BY 1 LIMIT 20"""
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return dg.AssetCheckResult(
+            passed=not orphans,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unknown_ids": dg.MetadataValue.json(orphans)},
+        )
+
+    @dg.asset_check(
+        asset=key,
+        name="no_missing_days",
+        description=f"No day is missing between the first and last day {name} statistics were loaded for.",
+    )
+    def no_missing_days(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.ensure_migrated()
+        with warehouse.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    """SELECT account_id, min(day) AS first, max(day) AS last, count(*) AS days,
+                              (max(day) - min(day) + 1) - count(*) AS missing
+                       FROM klaviyo_report_coverage WHERE family = :f GROUP BY account_id"""
+                ),
+                {"f": name},
+            ).all()
+        missing = sum(r.missing for r in rows)
+        return dg.AssetCheckResult(
+            passed=missing == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "missing_days": missing,
+                "loaded_range": ", ".join(f"{r.first}..{r.last}" for r in rows) or "nothing loaded",
+            },
+        )
+
+    return [rates_within_0_1, counts_non_negative, known_entities, no_missing_days]
+
+
+stats_checks = [check for name in STATS_KEYS for check in _stats_checks_for(name)]

@@ -1,6 +1,6 @@
 """`klaviyo-pipeline`: the main job in one command, the UI on the same instance, migrations, the simulator.
 
-klaviyo-pipeline sync                  # full sync of every entity over the whole history
+klaviyo-pipeline sync                  # full sync of every entity and the report statistics
 klaviyo-pipeline sync --start 2026-11-01 --end 2026-11-07 --entity flows   # a range, as one run
 klaviyo-pipeline ui                    # dagster dev on the same instance, warehouse and source
 klaviyo-pipeline migrate               # apply pending warehouse migrations
@@ -19,6 +19,7 @@ from pipelines.environment import PROJECT_ROOT, prepared
 
 ENTITY_CHOICES = ("campaigns", "flows", "forms", "segments", "lists", "metrics", "tags", "profiles", "events")
 SOFT_DELETED = set(ENTITY_CHOICES) - {"events"}
+STATS_TABLES = ("flow_stats_daily", "form_stats_daily", "segment_stats_daily", "campaign_stats")
 
 
 def _print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
@@ -58,6 +59,12 @@ def summary(warehouse_url: str) -> list[tuple]:
                     s.watermark.strftime("%Y-%m-%d %H:%M:%S") if s and s.watermark else "-",
                 )
             )
+        used = conn.execute(
+            text("SELECT coalesce(sum(calls), 0) FROM klaviyo_report_quota WHERE day = current_date")
+        ).scalar_one()
+        for name in STATS_TABLES:
+            count = conn.execute(text(f"SELECT count(*) FROM klaviyo_{name}")).scalar_one()
+            rows.append((f"klaviyo_{name}", count, "report", f"{used} report calls today"))
     engine.dispose()
     return rows
 
@@ -79,18 +86,26 @@ def cmd_sync(args: argparse.Namespace) -> int:
         first = daily_partitions.get_first_partition_key()
         last = daily_partitions.get_last_partition_key()
         start, end = args.start or first, args.end or last
-        entities = args.entity or list(ENTITY_CHOICES)
-        selection = [dg.AssetKey(["klaviyo", e]) for e in entities]
+        entities = args.entity or [*ENTITY_CHOICES, "stats"]
+        selection = [dg.AssetKey(["klaviyo", e]) for e in entities if e != "stats"]
+        if "stats" in entities:
+            from assets.stats import STATS_KEYS
+
+            selection += [*STATS_KEYS.values(), dg.AssetKey(["klaviyo", "entity_summaries"])]
         run_config: dict = {
             "loggers": {"console": {"config": {"log_level": os.environ.get("KLAVIYO_LOG_LEVEL", "INFO")}}}
         }
         if args.full_refresh:
-            run_config["ops"] = {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in entities}
+            run_config["ops"] = {
+                f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in entities if e != "stats"
+            }
+            if "stats" in entities:
+                run_config["ops"]["klaviyo_stats"] = {"config": {"full_refresh": True}}
         print(f"syncing {', '.join(entities)} for {start} .. {end} (one run) on instance {env.dagster_home}")
         began = time.monotonic()
         instance = dg.DagsterInstance.get()
         try:
-            result = defs.resolve_job_def("klaviyo_sync_all").execute_in_process(
+            result = defs.resolve_job_def("klaviyo_full_sync").execute_in_process(
                 instance=instance,
                 run_config=run_config,
                 asset_selection=selection,
@@ -169,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--end", help="last partition (YYYY-MM-DD); default: today")
     sync.add_argument(
-        "--entity", action="append", choices=ENTITY_CHOICES, help="only these entities (repeatable)"
+        "--entity",
+        action="append",
+        choices=[*ENTITY_CHOICES, "stats"],
+        help="only these entities (repeatable; 'stats': report statistics and summary columns)",
     )
     sync.add_argument("--full-refresh", action="store_true", help="ignore watermarks")
     sync.set_defaults(func=cmd_sync)

@@ -5,23 +5,39 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.entities import entity_assets, volume_assets
+from assets.stats import entity_summaries, klaviyo_stats
 from pipelines import settings
-from pipelines.checks import entity_checks
-from pipelines.jobs import all_entities_job, entity_jobs
+from pipelines.checks import entity_checks, stats_checks
+from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, stats_job
 from pipelines.schedules import klaviyo_incremental_schedule, klaviyo_settle_schedule
-from pipelines.sensors import klaviyo_bootstrap_sensor, klaviyo_change_sensor, klaviyo_run_failure_sensor
+from pipelines.sensors import (
+    klaviyo_bootstrap_sensor,
+    klaviyo_change_sensor,
+    klaviyo_run_failure_sensor,
+    klaviyo_stats_automation,
+    klaviyo_stats_catchup_sensor,
+)
 from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
-    assets=[*entity_assets, *volume_assets],
-    asset_checks=entity_checks,
-    jobs=[all_entities_job, *entity_jobs.values()],
+    assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries],
+    asset_checks=[*entity_checks, *stats_checks],
+    jobs=[all_entities_job, full_sync_job, stats_job, *entity_jobs.values()],
     schedules=[klaviyo_incremental_schedule, klaviyo_settle_schedule],
-    sensors=[klaviyo_change_sensor, klaviyo_bootstrap_sensor, klaviyo_run_failure_sensor],
+    sensors=[
+        klaviyo_change_sensor,
+        klaviyo_bootstrap_sensor,
+        klaviyo_run_failure_sensor,
+        klaviyo_stats_catchup_sensor,
+        klaviyo_stats_automation,
+    ],
     resources={
         "klaviyo": KlaviyoResource(
-            api_key=dg.EnvVar("KLAVIYO_API_KEY"), base_url=settings.base_url(), revision=settings.revision()
+            api_key=dg.EnvVar("KLAVIYO_API_KEY"),
+            base_url=settings.base_url(),
+            revision=settings.revision(),
+            rate_time_scale=settings.rate_time_scale(),
         ),
         "warehouse": Warehouse(url=dg.EnvVar("WAREHOUSE_URL")),
     },

@@ -22,3 +22,20 @@ entity_jobs = {
     )
     for entity in ALL_ASSETS
 }
+
+stats_job = dg.define_asset_job(
+    "klaviyo_sync_stats",
+    selection=dg.AssetSelection.groups("klaviyo_stats", "klaviyo_analytics"),
+    description="Report statistics (flows, forms, segments by day; campaigns) and the summary columns, for "
+    "the chosen partition or range, within the Reporting API's daily quota.",
+    tags={"klaviyo/job": "stats"},
+)
+
+full_sync_job = dg.define_asset_job(
+    "klaviyo_full_sync",
+    selection=dg.AssetSelection.groups(
+        "klaviyo_extract", "klaviyo_volume", "klaviyo_stats", "klaviyo_analytics"
+    ),
+    description="Everything: entities, profiles, events, report statistics and summary columns (the CLI's sync).",
+    tags={"klaviyo/job": "full"},
+)

@@ -1,4 +1,5 @@
-"""Sensors: run when Klaviyo changed, bootstrap empty tables, record run failures in the status table."""
+"""Sensors: run when Klaviyo changed, bootstrap empty tables, record run failures in the status table, catch
+up on report statistics deferred by the daily quota, and the automation of the statistics assets."""
 
 import datetime as dt
 import json
@@ -8,10 +9,11 @@ import dagster as dg
 from sqlalchemy import text
 
 from assets.entities import SNAPSHOTS, VOLUME, WINDOWED
-from pipelines.jobs import entity_jobs
+from pipelines.jobs import entity_jobs, stats_job
 from pipelines.partitions import daily_partitions
 from resources import sync_status
 from resources.klaviyo import KlaviyoResource
+from resources.reports import FAMILIES, ReportLedger, plan_calls
 from resources.warehouse import Warehouse
 
 UTC = dt.UTC
@@ -120,3 +122,73 @@ def klaviyo_run_failure_sensor(context: dg.RunFailureSensorContext, warehouse: W
     message = context.failure_event.message or "run failed"
     count = sync_status.mark_run_failed(warehouse.engine, context.dagster_run.run_id, message[:4000])
     context.log.info(f"marked {count} entity sync(s) of run {context.dagster_run.run_id} as failed")
+
+
+@dg.sensor(
+    job=stats_job,
+    minimum_interval_seconds=900,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Asks again for report statistics days that are still missing (deferred for lack of the daily "
+    "report quota), once the quota has room; skips, saying why, while it has none.",
+)
+def klaviyo_stats_catchup_sensor(
+    context: dg.SensorEvaluationContext, klaviyo: KlaviyoResource, warehouse: Warehouse
+) -> dg.RunRequest | dg.SkipReason:
+    warehouse.ensure_migrated()
+    first = dt.date.fromisoformat(daily_partitions.get_first_partition_key())
+    today = dt.datetime.now(UTC).date()
+    client = klaviyo.fresh_client()
+    try:
+        account = client.account_id()
+    finally:
+        client.close()
+    missing: dict[str, list[dt.date]] = {}
+    with warehouse.engine.connect() as conn:
+        for name, family in FAMILIES.items():
+            start = max(first, family.earliest) if family.earliest else first
+            days = (
+                conn.execute(
+                    text(
+                        """SELECT d::date FROM generate_series(CAST(:s AS date), CAST(:e AS date), interval '1 day') d
+                       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_report_coverage c
+                                         WHERE c.account_id = :a AND c.family = :f AND c.day = d::date)"""
+                    ),
+                    {"s": start, "e": today, "a": account, "f": name},
+                )
+                .scalars()
+                .all()
+            )
+            if days:
+                missing[name] = days
+    if not missing:
+        return dg.SkipReason("every day of every statistics family is loaded")
+    calls = sum(len(plan_calls(FAMILIES[n], d)) for n, d in missing.items())
+    ledger = ReportLedger(warehouse.engine, account)
+    left = ledger.remaining()
+    summary = ", ".join(f"{n} {len(d)} days" for n, d in missing.items())
+    if left == 0:
+        used, closed = ledger.usage()
+        why = "Klaviyo closed the day (429)" if closed else f"{used}/{ledger.quota} requests used"
+        return dg.SkipReason(
+            f"report quota for {today} is spent ({why}); missing: {summary} ({calls} calls) wait for 00:00 UTC"
+        )
+    start = min(d[0] for d in missing.values())
+    end = max(d[-1] for d in missing.values())
+    return dg.RunRequest(
+        run_key=f"stats-catchup:{today}:{start}:{end}:{calls}:{left}",
+        tags={
+            "dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": end.isoformat(),
+            "klaviyo/trigger": "stats-catchup",
+            "klaviyo/report_calls_planned": str(calls),
+        },
+    )
+
+
+klaviyo_stats_automation = dg.AutomationConditionSensorDefinition(
+    "klaviyo_stats_automation",
+    target=dg.AssetSelection.groups("klaviyo_stats", "klaviyo_analytics"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Materializes the statistics after their upstream entities update (on the stats cron), and "
+    "the summary columns after the statistics.",
+)

@@ -26,3 +26,17 @@ def revision() -> str:
 def step_retry_delay() -> float:
     """Seconds before an entity step is retried (KLAVIYO_STEP_RETRY_DELAY; default 15, growing exponentially)."""
     return float(os.environ.get("KLAVIYO_STEP_RETRY_DELAY", "15"))
+
+
+def stats_cron() -> str:
+    """When the statistics follow their upstream (KLAVIYO_STATS_CRON; default every 4 hours: with a 7-day
+    lookback that is 4 report calls a tick, 24 a day of the 225 Klaviyo allows)."""
+    return os.environ.get("KLAVIYO_STATS_CRON", "0 */4 * * *")
+
+
+def rate_time_scale() -> float:
+    """Shrinks the client's rate windows (KLAVIYO_RATE_TIME_SCALE); only for a time-scaled simulator."""
+    value = float(os.environ.get("KLAVIYO_RATE_TIME_SCALE", "1"))
+    if value <= 0:
+        raise ValueError("KLAVIYO_RATE_TIME_SCALE must be positive")
+    return value

@@ -177,6 +177,7 @@ class KlaviyoClient:
         budget: RateBudget | None = None,
         stats: ApiStats | None = None,
         account_id: str | None = None,
+        rate_time_scale: float = 1.0,
     ):
         if not api_key:
             raise KlaviyoError("no Klaviyo API key given (set KLAVIYO_API_KEY)")
@@ -188,7 +189,7 @@ class KlaviyoClient:
         self.max_retry_after = max_retry_after
         self.now_margin = now_margin
         account_key = hashlib.sha256(f"{self.base_url}\0{api_key}".encode()).hexdigest()[:16]
-        self.budget = budget or RateBudget(account_key)
+        self.budget = budget or RateBudget(account_key, time_scale=rate_time_scale)
         self.stats = stats or ApiStats()
         self._session = requests.Session()
         self._session.headers.update(
@@ -541,6 +542,11 @@ class KlaviyoResource(dg.ConfigurableResource):
     read_timeout: float = 60.0
     max_attempts: int = Field(default=6, description="Tries per request (first included).")
     max_retry_after: float = Field(default=300.0, description="A longer Retry-After is a quota: fail fast.")
+    rate_time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Shrinks the client's rate windows to match a time-scaled simulator; 1.0 for Klaviyo.",
+    )
 
     _account_id: str | None = PrivateAttr(default=None)
 
@@ -555,6 +561,7 @@ class KlaviyoResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             max_retry_after=self.max_retry_after,
             account_id=self._account_id,
+            rate_time_scale=self.rate_time_scale,
         )
         self._account_id = client.account_id()
         return client

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
+VIEWS_DIR = Path(__file__).resolve().parents[1] / "sql" / "views"
 _FILE_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 
@@ -48,12 +49,18 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [migrations[v] for v in sorted(migrations, key=int)]
 
 
-def apply_migrations(engine: Engine, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations, each in its own transaction; return the file names applied.
+def apply_migrations(
+    engine: Engine, directory: Path = MIGRATIONS_DIR, views_directory: Path | None = None
+) -> list[str]:
+    """Apply pending migrations, each in its own transaction, then the views; return the file names applied.
 
     Serialized by a session advisory lock keyed on the current schema, so concurrent runners apply each
-    file once. Refuses to run when an applied file was edited since.
+    file once. Refuses to run when an applied file was edited since. Views (`sql/views/*.sql`, written as
+    `CREATE OR REPLACE VIEW`) are not versioned: a view file is applied again whenever its content changes.
+    The project's views go with the project's migrations; pass `views_directory` for others.
     """
+    if views_directory is None and directory == MIGRATIONS_DIR:
+        views_directory = VIEWS_DIR
     migrations = discover(directory)
     applied_now: list[str] = []
     with engine.connect() as conn:
@@ -96,11 +103,45 @@ def apply_migrations(engine: Engine, directory: Path = MIGRATIONS_DIR) -> list[s
                 except Exception as exc:
                     raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
                 applied_now.append(migration.path.name)
+            if views_directory is not None:
+                applied_now += _apply_views(conn, views_directory)
         finally:
             conn.rollback()
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
             conn.commit()
     return applied_now
+
+
+def _apply_views(conn, directory: Path) -> list[str]:
+    conn.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS schema_views ("
+            " name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+    )
+    conn.commit()
+    recorded = dict(conn.execute(text("SELECT name, checksum FROM schema_views")).all())
+    conn.commit()
+    applied = []
+    for path in sorted(directory.glob("*.sql")):
+        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+        if recorded.get(path.name) == checksum:
+            continue
+        try:
+            with conn.begin():
+                with conn.connection.driver_connection.cursor() as cur:
+                    cur.execute(path.read_text(encoding="utf-8"))
+                conn.execute(
+                    text(
+                        "INSERT INTO schema_views (name, checksum) VALUES (:n, :c) ON CONFLICT (name) DO UPDATE"
+                        " SET checksum = excluded.checksum, applied_at = now()"
+                    ),
+                    {"n": path.name, "c": checksum},
+                )
+        except Exception as exc:
+            raise MigrationError(f"views/{path.name} failed: {exc}") from exc
+        applied.append(f"views/{path.name}")
+    return applied
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,8 +47,19 @@ def default_state_dir() -> Path:
 class RateBudget:
     """Blocks until a request may be sent in a bucket; shared through files in `state_dir`."""
 
-    def __init__(self, account_key: str, state_dir: Path | None = None, clock=time.time, sleep=time.sleep):
+    def __init__(
+        self,
+        account_key: str,
+        state_dir: Path | None = None,
+        clock=time.time,
+        sleep=time.sleep,
+        time_scale: float = 1.0,
+    ):
+        """`time_scale` shrinks the windows (0.01: a minute lasts 0.6 s); only for a time-scaled simulator."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
         self.account_key = account_key
+        self.time_scale = time_scale
         self.state_dir = state_dir or default_state_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
@@ -79,16 +90,17 @@ class RateBudget:
     def acquire(self, bucket: str, tier: Tier) -> float:
         """Wait for a slot and take it; returns the seconds waited."""
         waited = 0.0
+        burst_w, steady_w, pad = self.time_scale, 60 * self.time_scale, max(0.005, PAD * self.time_scale)
         while True:
             with self._locked(bucket) as state:
                 now = self.clock()
-                sent = [t for t in state["sent"] if t > now - 60 - PAD]
+                sent = [t for t in state["sent"] if t > now - steady_w - pad]
                 wait = max(0.0, state["blocked_until"] - now)
-                recent = [t for t in sent if t > now - 1 - PAD]
+                recent = [t for t in sent if t > now - burst_w - pad]
                 if len(recent) >= tier.burst:
-                    wait = max(wait, recent[-tier.burst] + 1 + PAD - now)
+                    wait = max(wait, recent[-tier.burst] + burst_w + pad - now)
                 if len(sent) >= tier.steady:
-                    wait = max(wait, sent[-tier.steady] + 60 + PAD - now)
+                    wait = max(wait, sent[-tier.steady] + steady_w + pad - now)
                 if wait <= 0:
                     sent.append(now)
                     state["sent"] = sent

@@ -156,12 +156,15 @@ class Warehouse(dg.ConfigurableResource):
         frame: pd.DataFrame,
         key: Sequence[str] = ENTITY_KEY,
         guard: str | None = "updated_date",
+        changed_only: bool = False,
     ) -> UpsertCounts:
         """Stage `frame` with COPY and merge it into `table`, never letting older rows overwrite newer.
 
         A row is written when it is new, when its `guard` timestamp is newer than the stored one, or when
         the timestamps are equal and the content differs; soft-deleted rows come back to life. Rows repeated
-        within the frame keep the newest copy.
+        within the frame keep the newest copy. With `changed_only` (figures read again, e.g. report
+        statistics, whose guard is the read time) a row is written only when its content differs and its
+        guard is not older than the stored one.
         """
         if frame.empty:
             return UpsertCounts()
@@ -185,16 +188,20 @@ class Warehouse(dg.ConfigurableResource):
         sets += ["updated_at = now()", "last_synced_at = now()"]
         if "deleted_at" in target.c and "deleted_at" not in columns:
             sets.append("deleted_at = NULL")
+        compared = [c for c in data_cols if not (changed_only and c == guard)]
         differs = (
-            f"ROW({', '.join('t.' + c for c in data_cols)}) IS DISTINCT FROM "
-            f"ROW({', '.join('excluded.' + c for c in data_cols)})"
-            if data_cols
+            f"ROW({', '.join('t.' + c for c in compared)}) IS DISTINCT FROM "
+            f"ROW({', '.join('excluded.' + c for c in compared)})"
+            if compared
             else "false"
         )
         conditions = []
         if "deleted_at" in target.c:
             conditions.append("t.deleted_at IS NOT NULL")
-        if guard:
+        if guard and changed_only:
+            conditions.append(f"((t.{guard} IS NULL OR excluded.{guard} >= t.{guard}) AND {differs})")
+            order = f"{key_list}, {guard} DESC NULLS LAST"
+        elif guard:
             conditions += [
                 f"(t.{guard} IS NULL AND excluded.{guard} IS NOT NULL)",
                 f"excluded.{guard} > t.{guard}",

@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from resources.migrations import MIGRATIONS_DIR, MigrationError, apply_migrations, discover
+from resources.migrations import MIGRATIONS_DIR, VIEWS_DIR, MigrationError, apply_migrations, discover
 from resources.warehouse import make_engine
 
 
@@ -30,7 +30,8 @@ def _tables(engine) -> set[str]:
 
 def test_fresh_apply_creates_every_table_and_records_checksums(engine):
     applied = apply_migrations(engine)
-    assert applied == [m.path.name for m in discover()]
+    views = sorted(f"views/{p.name}" for p in VIEWS_DIR.glob("*.sql"))
+    assert applied == [m.path.name for m in discover()] + views
     assert {
         "klaviyo_campaigns",
         "klaviyo_flows",
@@ -41,7 +42,18 @@ def test_fresh_apply_creates_every_table_and_records_checksums(engine):
         "klaviyo_tags",
         "klaviyo_sync_status",
         "klaviyo_sync_runs",
+        "klaviyo_flow_stats_daily",
+        "klaviyo_form_stats_daily",
+        "klaviyo_segment_stats_daily",
+        "klaviyo_campaign_stats",
+        "klaviyo_report_quota",
+        "klaviyo_report_calls",
+        "klaviyo_report_coverage",
+        "klaviyo_segments_report",
+        "klaviyo_daily_kpis",
+        "klaviyo_segment_growth",
         "schema_migrations",
+        "schema_views",
     } <= _tables(engine)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT version, checksum FROM schema_migrations ORDER BY version")).all()
@@ -117,7 +129,8 @@ def test_concurrent_runners_apply_each_file_once(test_database_url, schema_name)
         t.join()
     assert errors == []
     applied = [name for r in results for name in r]
-    assert sorted(applied) == sorted(m.path.name for m in discover())
+    views = [f"views/{p.name}" for p in VIEWS_DIR.glob("*.sql")]
+    assert sorted(applied) == sorted([m.path.name for m in discover()] + views)
     with engines[0].connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM schema_migrations")).scalar_one() == len(discover())
     for e in engines:

@@ -33,6 +33,9 @@ STAMP = {"campaigns": "updated_at", "forms": "updated_at"}
 
 
 def defs_for(sim, warehouse, **klaviyo_kwargs) -> dg.Definitions:
+    # The simulator's limits are off here; the client's own budget runs on a fast clock so that runs are
+    # not paced at Klaviyo's real per-minute limits (test_client covers the budget).
+    klaviyo_kwargs.setdefault("rate_time_scale", 0.01)
     return dg.Definitions(
         assets=[*entity_assets, *volume_assets],
         asset_checks=entity_checks,
@@ -335,15 +338,32 @@ def test_definitions_load_with_the_expected_shape():
 
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {f"klaviyo/{e}" for e in ALL_ASSETS}
-    assert {j.name for j in defs.jobs} == {"klaviyo_sync_all", *(f"klaviyo_sync_{e}" for e in ALL_ASSETS)}
+    stats = {
+        "flow_stats_daily",
+        "form_stats_daily",
+        "segment_stats_daily",
+        "campaign_stats",
+        "entity_summaries",
+    }
+    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats)}
+    assert {j.name for j in defs.jobs} == {
+        "klaviyo_sync_all",
+        "klaviyo_sync_stats",
+        "klaviyo_full_sync",
+        *(f"klaviyo_sync_{e}" for e in ALL_ASSETS),
+    }
     assert {s.name for s in defs.schedules} == {"klaviyo_incremental_schedule", "klaviyo_settle_schedule"}
     assert {s.name for s in defs.sensors} == {
         "klaviyo_change_sensor",
         "klaviyo_bootstrap_sensor",
         "klaviyo_run_failure_sensor",
+        "klaviyo_stats_catchup_sensor",
+        "klaviyo_stats_automation",
     }
     graph = defs.resolve_asset_graph()
+    flow_stats = graph.get(dg.AssetKey(["klaviyo", "flow_stats_daily"]))
+    assert flow_stats.automation_condition is not None and flow_stats.partitions_def == daily_partitions
+    assert {k.to_user_string() for k in flow_stats.parent_keys} == {"klaviyo/flows", "klaviyo/metrics"}
     tags = graph.get(dg.AssetKey(["klaviyo", "tags"]))
     flows = graph.get(dg.AssetKey(["klaviyo", "flows"]))
     assert tags.partitions_def is None and flows.partitions_def == daily_partitions

@@ -1,0 +1,275 @@
+"""Loading report statistics: plan the calls for a range of days, spend the shared quota on them in order,
+upsert each response in its own transaction with the days it covered, defer what does not fit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+
+from resources.klaviyo import KlaviyoApiError, KlaviyoClient, QuotaExhausted
+from resources.reports import (
+    FAMILIES,
+    ReportCall,
+    ReportLedger,
+    days_to_load,
+    mark_loaded,
+    plan_calls,
+    refused_metric,
+    report_rows,
+    request_attributes,
+    resolve_conversion_metric,
+)
+from resources.warehouse import UpsertCounts, Warehouse
+
+UTC = dt.UTC
+REPORT_ENDPOINT_PREFIX = "/api/"
+REFUSAL_MEMORY = dt.timedelta(days=1)
+
+
+@dataclass
+class StatsRequest:
+    """What a statistics materialization asks for."""
+
+    families: list[str]
+    first_day: dt.date
+    last_day: dt.date
+    lookback_days: int = 7
+    full_refresh: bool = False
+    conversion_metric_name: str | None = "Placed Order"
+    conversion_metric_id: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class FamilyOutcome:
+    family: str
+    planned: list[ReportCall] = field(default_factory=list)
+    made: list[ReportCall] = field(default_factory=list)
+    deferred: list[ReportCall] = field(default_factory=list)
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    skipped: str | None = None  # why the family was not loaded at all (no metric, metric refused)
+    metric_note: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.deferred and self.skipped is None
+
+
+@dataclass
+class StatsOutcome:
+    account_id: str
+    families: dict[str, FamilyOutcome]
+    quota_used: int
+    quota: int
+    quota_exhausted: bool = False
+
+    def planned_calls(self) -> int:
+        return sum(len(f.planned) for f in self.families.values())
+
+
+def plan(
+    request: StatsRequest, warehouse: Warehouse, account_id: str, now: dt.datetime
+) -> dict[str, list[ReportCall]]:
+    """The calls each family needs for the request (nothing is sent): its unsettled days, plus the lookback's
+    recent days before the last one (attribution settles late)."""
+    first = min(request.first_day, request.last_day - dt.timedelta(days=request.lookback_days))
+    calls = {}
+    with warehouse.engine.connect() as conn:
+        for name in request.families:
+            family = FAMILIES[name]
+            days = days_to_load(
+                conn, account_id, family, first, request.last_day, now, request.lookback_days,
+                request.full_refresh,
+            )  # fmt: skip
+            calls[name] = plan_calls(family, days)
+    return calls
+
+
+def load_statistics(
+    request: StatsRequest,
+    client: KlaviyoClient,
+    warehouse: Warehouse,
+    ledger: ReportLedger,
+    log: logging.Logger | None = None,
+    now: dt.datetime | None = None,
+) -> StatsOutcome:
+    """Read and upsert the statistics of a range of days for each family, within the shared daily quota."""
+    log = log or logging.getLogger(__name__)
+    now = now or ledger.clock()
+    account_id = client.account_id()
+    planned = plan(request, warehouse, account_id, now)
+    total = sum(len(c) for c in planned.values())
+    remaining = ledger.remaining()
+    log.info(
+        f"report plan for {request.first_day}..{request.last_day} (lookback {request.lookback_days} days): "
+        f"{total} calls ({', '.join(f'{k} {len(v)}' for k, v in planned.items())}); "
+        f"quota left today: {remaining} of {ledger.quota}"
+        + ("" if total <= remaining else f"; {total - remaining} calls will wait for tomorrow's quota")
+    )
+    outcomes = {name: FamilyOutcome(name, planned=calls) for name, calls in planned.items()}
+    exhausted = False
+    for name, calls in planned.items():
+        family, outcome = FAMILIES[name], outcomes[name]
+        metric_id = None
+        if family.needs_conversion_metric and calls:
+            with warehouse.engine.connect() as conn:
+                metric_id, outcome.metric_note = resolve_conversion_metric(
+                    conn, account_id, request.conversion_metric_name, request.conversion_metric_id
+                )
+                refusal = (
+                    refused_metric(conn, account_id, metric_id, now - REFUSAL_MEMORY) if metric_id else None
+                )
+            if metric_id is None:
+                outcome.skipped = outcome.metric_note
+            elif refusal:
+                outcome.skipped = f"Klaviyo refused conversion metric {metric_id} for values data: {refusal}"
+            if outcome.skipped:
+                log.warning(f"{family.report}: skipped: {outcome.skipped}")
+                continue
+        for index, call in enumerate(calls):
+            if exhausted or not ledger.reserve():
+                outcome.deferred = calls[index:]
+                break
+            before = _report_requests(client)
+            try:
+                data = client.report(
+                    family.report, request_attributes(family, call, client.revision, metric_id)
+                )
+            except QuotaExhausted as exc:
+                ledger.add(_report_requests(client) - before - 1)
+                ledger.close_day()
+                ledger.log_call(
+                    call, "quota_exhausted", metric_id=metric_id, run_id=request.run_id, detail=str(exc)
+                )
+                log.warning(f"{call.label()}: {exc}")
+                exhausted = True
+                outcome.deferred = calls[index:]
+                break
+            except KlaviyoApiError as exc:
+                ledger.add(_report_requests(client) - before - 1)
+                if _metric_refused(exc):
+                    ledger.log_call(
+                        call, "refused", metric_id=metric_id, run_id=request.run_id, detail=exc.detail
+                    )
+                    outcome.skipped = (
+                        f"Klaviyo refused conversion metric {metric_id} for values data: {exc.detail}"
+                    )
+                    log.warning(f"{family.report}: skipped: {outcome.skipped}")
+                    break
+                ledger.log_call(call, "failed", metric_id=metric_id, run_id=request.run_id, detail=str(exc))
+                raise
+            except Exception as exc:
+                ledger.add(_report_requests(client) - before - 1)
+                ledger.log_call(
+                    call, "failed", metric_id=metric_id, run_id=request.run_id, detail=str(exc)[:2000]
+                )
+                raise
+            requests = _report_requests(client) - before
+            ledger.add(requests - 1)
+            fetched_at = ledger.clock()
+            frame = report_rows(family, call, data, account_id, fetched_at, metric_id)
+            with warehouse.transaction() as conn:
+                counts = warehouse.upsert_frame(
+                    conn, family.table, frame, key=family.key, guard="fetched_at", changed_only=True
+                )
+                mark_loaded(conn, account_id, call, fetched_at, request.run_id)
+                ledger.log_call(
+                    call, "ok", requests=requests, rows=counts.inserted + counts.updated,
+                    metric_id=metric_id, run_id=request.run_id, conn=conn,
+                )  # fmt: skip
+            outcome.made.append(call)
+            outcome.counts += counts
+            log.info(
+                f"{call.label()}: {len(frame)} rows: {counts.inserted} new, {counts.updated} revised, "
+                f"{counts.skipped} unchanged"
+            )
+        if outcome.deferred:
+            log.warning(
+                f"{family.report}: {len(outcome.deferred)} calls deferred to the next day's quota "
+                f"({outcome.deferred[0].start}..{outcome.deferred[-1].end})"
+            )
+    used, closed = ledger.usage()
+    return StatsOutcome(account_id, outcomes, used, ledger.quota, quota_exhausted=exhausted or closed)
+
+
+def _report_requests(client: KlaviyoClient) -> int:
+    return sum(s.calls for e, s in client.stats.per_endpoint.items() if e.endswith("-reports"))
+
+
+def _metric_refused(exc: KlaviyoApiError) -> bool:
+    pointer = str((exc.source or {}).get("pointer", "")) if isinstance(exc.source, dict) else ""
+    return exc.status == 400 and (
+        "conversion_metric_id" in pointer or "does not support querying for values" in (exc.detail or "")
+    )
+
+
+# -- the entity tables' summary columns -------------------------------------------------------------------
+_SUMMARIES = {
+    "klaviyo_flows": """
+        WITH s AS (
+            SELECT flow_id AS id, sum(recipients) AS recipients, sum(delivered) AS delivered,
+                   sum(opens_unique) AS opens, sum(clicks_unique) AS clicks,
+                   sum(conversion_uniques) AS converted, sum(conversion_value) AS revenue
+            FROM klaviyo_flow_stats_daily
+            WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY flow_id)
+        UPDATE klaviyo_flows t SET recipient_count = s.recipients,
+               open_rate = s.opens::float8 / NULLIF(s.delivered, 0),
+               click_rate = s.clicks::float8 / NULLIF(s.delivered, 0),
+               conversion_rate = s.converted::float8 / NULLIF(s.delivered, 0), revenue = s.revenue
+        FROM s WHERE t.account_id = :a AND t.id = s.id
+          AND (t.recipient_count, t.open_rate, t.click_rate, t.conversion_rate, t.revenue) IS DISTINCT FROM
+              (s.recipients, s.opens::float8 / NULLIF(s.delivered, 0), s.clicks::float8 / NULLIF(s.delivered, 0),
+               s.converted::float8 / NULLIF(s.delivered, 0), s.revenue)""",
+    "klaviyo_campaigns": """
+        WITH s AS (
+            SELECT campaign_id AS id, sum(recipients) AS recipients, sum(delivered) AS delivered,
+                   sum(opens_unique) AS opens, sum(clicks_unique) AS clicks, sum(conversions) AS conversions,
+                   sum(conversion_uniques) AS converted, sum(conversion_value) AS revenue
+            FROM klaviyo_campaign_stats WHERE account_id = :a GROUP BY campaign_id)
+        UPDATE klaviyo_campaigns t SET recipients = s.recipients, opens = s.opens, clicks = s.clicks,
+               open_rate = s.opens::float8 / NULLIF(s.delivered, 0),
+               click_rate = s.clicks::float8 / NULLIF(s.delivered, 0), conversions = s.conversions,
+               conversion_rate = s.converted::float8 / NULLIF(s.delivered, 0), revenue = s.revenue
+        FROM s WHERE t.account_id = :a AND t.id = s.id
+          AND (t.recipients, t.opens, t.clicks, t.conversions, t.revenue, t.open_rate, t.click_rate,
+               t.conversion_rate) IS DISTINCT FROM
+              (s.recipients, s.opens, s.clicks, s.conversions, s.revenue, s.opens::float8 / NULLIF(s.delivered, 0),
+               s.clicks::float8 / NULLIF(s.delivered, 0), s.converted::float8 / NULLIF(s.delivered, 0))""",
+    "klaviyo_forms": """
+        WITH s AS (
+            SELECT form_id AS id, sum(viewed_form) AS views, sum(submits) AS submits,
+                   sum(submitted_form_step_uniques) AS converted, sum(viewed_form_uniques) AS viewers
+            FROM klaviyo_form_stats_daily
+            WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY form_id)
+        UPDATE klaviyo_forms t SET views = s.views, submissions = s.submits, conversions = s.converted,
+               submit_rate = s.submits::float8 / NULLIF(s.viewers, 0)
+        FROM s WHERE t.account_id = :a AND t.id = s.id
+          AND (t.views, t.submissions, t.conversions, t.submit_rate) IS DISTINCT FROM
+              (s.views, s.submits, s.converted, s.submits::float8 / NULLIF(s.viewers, 0))""",
+    "klaviyo_segments": """
+        WITH latest AS (
+            SELECT DISTINCT ON (segment_id) segment_id AS id, total_members
+            FROM klaviyo_segment_stats_daily WHERE account_id = :a AND day <= :today
+            ORDER BY segment_id, day DESC),
+        added AS (
+            SELECT segment_id AS id, sum(members_added) AS added FROM klaviyo_segment_stats_daily
+            WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY segment_id),
+        s AS (SELECT latest.id, latest.total_members, added.added FROM latest LEFT JOIN added USING (id))
+        UPDATE klaviyo_segments t SET member_count = s.total_members, active_count = s.added
+        FROM s WHERE t.account_id = :a AND t.id = s.id
+          AND (t.member_count, t.active_count) IS DISTINCT FROM (s.total_members, s.added)""",
+}
+
+
+def refresh_summaries(warehouse: Warehouse, account_id: str, today: dt.date, days: int) -> dict[str, int]:
+    """Fill the entity tables' summary columns from the statistics: flows and forms over the `days` days up
+    to `today`, segments' member count from the latest day (members added over the window), campaigns over
+    their whole life (a campaign's figures all belong to its send). Rows already equal are not rewritten."""
+    changed = {}
+    with warehouse.transaction() as conn:
+        for table, sql in _SUMMARIES.items():
+            changed[table] = conn.execute(text(sql), {"a": account_id, "today": today, "days": days}).rowcount
+    return changed

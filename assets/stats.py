@@ -1,0 +1,263 @@
+"""Statistics assets: flow, form and segment statistics by day and campaign statistics from Klaviyo's
+Reporting API (one step plans every family's calls against the shared daily quota), and the entity tables'
+summary columns that BI reads. Both follow their upstream with automation conditions."""
+
+import datetime as dt
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import text
+
+from assets.statistics import StatsOutcome, StatsRequest, load_statistics, refresh_summaries
+from pipelines import settings
+from pipelines.partitions import daily_partitions
+from resources.klaviyo import KlaviyoApiError, KlaviyoResource
+from resources.reports import FAMILIES, ReportFormatError, ReportLedger
+from resources.warehouse import Warehouse
+
+UTC = dt.UTC
+STATS_KEYS = {
+    "flow": dg.AssetKey(["klaviyo", "flow_stats_daily"]),
+    "form": dg.AssetKey(["klaviyo", "form_stats_daily"]),
+    "segment": dg.AssetKey(["klaviyo", "segment_stats_daily"]),
+    "campaign": dg.AssetKey(["klaviyo", "campaign_stats"]),
+}
+UPSTREAM = {
+    "flow": ["flows", "metrics"],
+    "form": ["forms"],
+    "segment": ["segments"],
+    "campaign": ["campaigns", "metrics"],
+}
+DESCRIPTIONS = {
+    "flow": "Flow statistics per flow message, channel and day (flow series report, 60 days per call).",
+    "form": "Form statistics per form and day (form series report, 60 days per call).",
+    "segment": "Segment membership per segment and day (segment series report, 60 days per call).",
+    "campaign": "Campaign statistics per message and channel (campaign values report over the send dates, "
+    "a year per call).",
+}
+
+
+class StatsConfig(dg.Config):
+    """Run configuration of the statistics step."""
+
+    lookback_days: int = Field(
+        default=7,
+        ge=0,
+        description="Re-read this many recent days on every run; a day is settled (not read again) once read "
+        "this long after it ended. Klaviyo revises attributed conversions for days.",
+    )
+    full_refresh: bool = Field(default=False, description="Read every day of the range, settled or not.")
+    conversion_metric_name: str = Field(
+        default="Placed Order", description="Conversion metric of flow and campaign reports, by name."
+    )
+    conversion_metric_id: str | None = Field(
+        default=None, description="Conversion metric by id (wins over the name)."
+    )
+    daily_quota: int = Field(
+        default=225, ge=1, description="Report requests allowed per account and UTC day (Klaviyo: 225)."
+    )
+
+
+def _stats_condition() -> dg.AutomationCondition:
+    # After each tick, once the upstream entities have updated: a few report calls per family and tick.
+    return dg.AutomationCondition.on_cron(settings.stats_cron())
+
+
+SPECS = [
+    dg.AssetSpec(
+        key=STATS_KEYS[name],
+        deps=[dg.AssetKey(["klaviyo", e]) for e in UPSTREAM[name]],
+        description=DESCRIPTIONS[name],
+        group_name="klaviyo_stats",
+        kinds={"python", "postgres"},
+        partitions_def=daily_partitions,
+        automation_condition=_stats_condition(),
+        metadata={"table": FAMILIES[name].table},
+        skippable=True,
+    )
+    for name in STATS_KEYS
+]
+
+
+def _days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+@dg.multi_asset(
+    name="klaviyo_stats",
+    specs=SPECS,
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="klaviyo_api",
+    retry_policy=dg.RetryPolicy(max_retries=1, delay=settings.step_retry_delay()),
+)
+def klaviyo_stats(
+    context: dg.AssetExecutionContext, config: StatsConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
+):
+    warehouse.ensure_migrated()
+    selected = [name for name, key in STATS_KEYS.items() if key in context.selected_asset_keys]
+    first, last = _days(context)
+    client = klaviyo.fresh_client()
+    try:
+        ledger = ReportLedger(warehouse.engine, client.account_id(), quota=config.daily_quota)
+        request = StatsRequest(
+            families=selected,
+            first_day=first,
+            last_day=last,
+            lookback_days=config.lookback_days,
+            full_refresh=config.full_refresh,
+            conversion_metric_name=config.conversion_metric_name,
+            conversion_metric_id=config.conversion_metric_id,
+            run_id=context.run_id,
+        )
+        outcome = load_statistics(request, client, warehouse, ledger, log=context.log)
+    except (KlaviyoApiError, ReportFormatError) as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    finally:
+        client.close()
+    deferred = []
+    for name in selected:
+        family = outcome.families[name]
+        if family.deferred:
+            deferred.append(name)
+            continue  # not materialized: its days wait for the quota (the catch-up sensor asks again)
+        yield dg.MaterializeResult(asset_key=STATS_KEYS[name], metadata=_metadata(name, outcome, warehouse))
+    if deferred:
+        context.log.warning(
+            f"not materialized for lack of report quota: {', '.join(deferred)} "
+            f"({outcome.quota_used}/{outcome.quota} requests used today); loaded days are kept"
+        )
+
+
+def _metadata(name: str, outcome: StatsOutcome, warehouse: Warehouse) -> dict:
+    family = outcome.families[name]
+    meta: dict = {
+        "dagster/row_count": family.counts.total,
+        "rows_inserted": family.counts.inserted,
+        "rows_revised": family.counts.updated,
+        "rows_unchanged": family.counts.skipped,
+        "report_calls_planned": len(family.planned),
+        "report_calls_made": len(family.made),
+        "report_quota_used_today": outcome.quota_used,
+        "report_quota": outcome.quota,
+        "windows": ", ".join(f"{c.start}..{c.end}" for c in family.made) or "none (all days settled)",
+    }
+    if family.metric_note:
+        meta["conversion_metric"] = family.metric_note
+    if family.skipped:
+        meta["skipped"] = family.skipped
+    chart = _chart(name, warehouse, outcome.account_id)
+    if chart:
+        meta.update(chart)
+    return meta
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """A one-line chart of a series (Dagster's UI renders it in markdown tables)."""
+    numbers = [float(v) for v in values if v is not None]
+    if not numbers:
+        return ""
+    lo, hi = min(numbers), max(numbers)
+    if hi == lo:
+        return SPARK[3] * len(numbers)
+    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in numbers)
+
+
+_CHARTS = {
+    "segment": (
+        "segment_growth",
+        """SELECT s.segment_id, coalesce(g.name, s.segment_id) AS name,
+                  array_agg(s.total_members ORDER BY s.day) AS series
+           FROM klaviyo_segment_stats_daily s
+           LEFT JOIN klaviyo_segments g ON g.account_id = s.account_id AND g.id = s.segment_id
+           WHERE s.account_id = :a AND s.day > current_date - 60 GROUP BY s.segment_id, g.name
+           ORDER BY max(s.total_members) DESC LIMIT 10""",
+    ),
+    "flow": (
+        "daily_revenue",
+        """SELECT 'all flows' AS segment_id, 'all flows' AS name,
+                  array_agg(revenue ORDER BY day) AS series
+           FROM (SELECT day, sum(conversion_value) AS revenue FROM klaviyo_flow_stats_daily
+                 WHERE account_id = :a AND day > current_date - 60 GROUP BY day) d""",
+    ),
+    "form": (
+        "daily_submits",
+        """SELECT 'all forms' AS segment_id, 'all forms' AS name, array_agg(submits ORDER BY day) AS series
+           FROM (SELECT day, sum(submits) AS submits FROM klaviyo_form_stats_daily
+                 WHERE account_id = :a AND day > current_date - 60 GROUP BY day) d""",
+    ),
+}
+
+
+def _chart(name: str, warehouse: Warehouse, account_id: str) -> dict:
+    """Last 60 days as sparklines (markdown) plus the latest figure as a number Dagster plots across runs."""
+    if name not in _CHARTS:
+        return {}
+    label, sql = _CHARTS[name]
+    with warehouse.engine.connect() as conn:
+        rows = [r for r in conn.execute(text(sql), {"a": account_id}).all() if r.series]
+    if not rows:
+        return {}
+    lines = ["| series | latest | last 60 days |", "|---|---:|---|"]
+    for r in rows:
+        latest = r.series[-1]
+        lines.append(f"| {str(r.name).replace('|', '/')} | {latest:,.0f} | {sparkline(r.series)} |")
+    return {
+        label: dg.MetadataValue.md("\n".join(lines)),
+        f"{label}_latest": float(sum(r.series[-1] or 0 for r in rows)),
+    }
+
+
+class SummaryConfig(dg.Config):
+    """Run configuration of the summary columns."""
+
+    days: int = Field(default=30, ge=1, description="Window of the flows' and forms' summary figures (days).")
+
+
+@dg.asset(
+    name="entity_summaries",
+    key_prefix=["klaviyo"],
+    group_name="klaviyo_analytics",
+    kinds={"postgres"},
+    deps=list(STATS_KEYS.values()),
+    description="The entity tables' summary columns (recipients, rates, revenue, views, member counts) "
+    "from the statistics; what the *_report views show.",
+    automation_condition=dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing()),
+)
+def entity_summaries(
+    context: dg.AssetExecutionContext, config: SummaryConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    warehouse.ensure_migrated()
+    client = klaviyo.fresh_client()
+    try:
+        account_id = client.account_id()
+    finally:
+        client.close()
+    today = dt.datetime.now(UTC).date()
+    changed = refresh_summaries(warehouse, account_id, today, config.days)
+    context.log.info(f"summary columns over {config.days} days to {today}: rows changed {changed}")
+    with warehouse.engine.connect() as conn:
+        top = conn.execute(
+            text(
+                """SELECT name, recipients, open_rate, click_rate, revenue FROM klaviyo_flows_report
+                   WHERE account_id = :a AND revenue IS NOT NULL ORDER BY revenue DESC LIMIT 10"""
+            ),
+            {"a": account_id},
+        ).all()
+    table = ["| flow | recipients | open rate | click rate | revenue |", "|---|---:|---:|---:|---:|"]
+    table += [
+        f"| {str(r.name).replace('|', '/')} | {r.recipients or 0:,} | {r.open_rate or 0:.1%} | "
+        f"{r.click_rate or 0:.1%} | {r.revenue or 0:,.2f} |"
+        for r in top
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            **{f"changed_{t}": n for t, n in changed.items()},
+            "window_days": config.days,
+            "top_flows_by_revenue": dg.MetadataValue.md("\n".join(table)),
+        }
+    )

@@ -1,0 +1,470 @@
+"""The Reporting API layer: what each statistics family asks Klaviyo, how a range of days becomes the fewest
+calls the API allows, the call ledger every run shares, and report responses as rows.
+
+Klaviyo allows 1 report request/s, 2/min and 225/day per account (KLAVIYO_API.md §4, §6). Series reports
+cover at most 60 days at a daily interval; values reports at most a year. Statistics are the API's own names;
+rates are the API's fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+UTC = dt.UTC
+DAILY_QUOTA = 225
+
+# Campaign and flow statistics (KLAVIYO_API.md §6); four more from revision 2025-10-15.
+MESSAGE_STATISTICS = (
+    "average_order_value", "bounce_rate", "bounced", "bounced_or_failed", "bounced_or_failed_rate",
+    "click_rate", "click_to_open_rate", "clicks", "clicks_unique", "conversion_rate", "conversion_uniques",
+    "conversion_value", "conversions", "delivered", "delivery_rate", "failed", "failed_rate", "open_rate",
+    "opens", "opens_unique", "recipients", "revenue_per_recipient", "spam_complaint_rate", "spam_complaints",
+    "unsubscribe_rate", "unsubscribe_uniques", "unsubscribes",
+)  # fmt: skip
+MESSAGE_STATISTICS_2025_10 = (
+    "message_segment_count_sum", "text_message_credit_usage_amount", "text_message_roi", "text_message_spend",
+)  # fmt: skip
+FORM_STATISTICS = (
+    "closed_form", "closed_form_uniques", "qualified_form", "qualified_form_uniques", "submit_rate", "submits",
+    "submitted_form_step", "submitted_form_step_uniques", "viewed_form", "viewed_form_step",
+    "viewed_form_step_uniques", "viewed_form_uniques",
+)  # fmt: skip
+SEGMENT_STATISTICS = ("members_added", "members_removed", "net_members_changed", "total_members")
+
+# Typed columns of the statistics tables (everything Klaviyo returns also lands in `statistics` JSONB).
+MESSAGE_COUNTS = (
+    "recipients", "delivered", "bounced", "failed", "opens", "opens_unique", "clicks", "clicks_unique",
+    "conversions", "conversion_uniques", "unsubscribes", "unsubscribe_uniques", "spam_complaints",
+)  # fmt: skip
+MESSAGE_FIGURES = (
+    "conversion_value", "open_rate", "click_rate", "click_to_open_rate", "conversion_rate", "delivery_rate",
+    "bounce_rate", "unsubscribe_rate", "spam_complaint_rate", "revenue_per_recipient", "average_order_value",
+)  # fmt: skip
+
+
+class ReportFormatError(ValueError):
+    """A report response that does not have the documented shape (nothing of it is loaded)."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One statistics family: its report, table, key and limits."""
+
+    name: str
+    report: str
+    table: str
+    groupings: tuple[str, ...]
+    counts: tuple[str, ...]
+    figures: tuple[str, ...]
+    series: bool
+    max_days: int
+    needs_conversion_metric: bool = False
+    earliest: dt.date | None = None
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("account_id", *self.groupings, *(("day",) if self.series else ()))
+
+    def statistics(self, revision: str) -> list[str]:
+        if self.name in ("flow", "campaign"):
+            extra = MESSAGE_STATISTICS_2025_10 if revision >= "2025-10-15" else ()
+            return [*MESSAGE_STATISTICS, *extra]
+        return list(FORM_STATISTICS if self.name == "form" else SEGMENT_STATISTICS)
+
+
+FAMILIES: dict[str, Family] = {
+    "flow": Family(
+        "flow",
+        "flow-series",
+        "klaviyo_flow_stats_daily",
+        ("flow_id", "flow_message_id", "send_channel"),
+        MESSAGE_COUNTS,
+        MESSAGE_FIGURES,
+        series=True,
+        max_days=60,
+        needs_conversion_metric=True,
+    ),
+    "form": Family(
+        "form",
+        "form-series",
+        "klaviyo_form_stats_daily",
+        ("form_id",),
+        tuple(s for s in FORM_STATISTICS if s != "submit_rate"),
+        ("submit_rate",),
+        series=True,
+        max_days=60,
+    ),
+    "segment": Family(
+        "segment",
+        "segment-series",
+        "klaviyo_segment_stats_daily",
+        ("segment_id",),
+        SEGMENT_STATISTICS,
+        (),
+        series=True,
+        max_days=60,
+        earliest=dt.date(2023, 6, 1),
+    ),
+    "campaign": Family(
+        "campaign",
+        "campaign-values",
+        "klaviyo_campaign_stats",
+        ("campaign_id", "campaign_message_id", "send_channel"),
+        MESSAGE_COUNTS,
+        MESSAGE_FIGURES,
+        series=False,
+        max_days=365,
+        needs_conversion_metric=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ReportCall:
+    """One report request: a family over the days [start, end] (both inclusive)."""
+
+    family: str
+    start: dt.date
+    end: dt.date
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [self.start + dt.timedelta(days=k) for k in range((self.end - self.start).days + 1)]
+
+    def label(self) -> str:
+        return f"{FAMILIES[self.family].report} {self.start}..{self.end}"
+
+
+def plan_calls(family: Family, days: Iterable[dt.date]) -> list[ReportCall]:
+    """The fewest calls that cover `days`: each starts at the first day not yet covered and spans the most
+    days the API allows (days in between are read too: calls are scarce, re-reading a day is harmless)."""
+    wanted = sorted(set(days))
+    if family.earliest is not None:
+        wanted = [d for d in wanted if d >= family.earliest]
+    calls: list[ReportCall] = []
+    i = 0
+    while i < len(wanted):
+        start = wanted[i]
+        limit = start + dt.timedelta(days=family.max_days - 1)
+        j = i
+        while j + 1 < len(wanted) and wanted[j + 1] <= limit:
+            j += 1
+        calls.append(ReportCall(family.name, start, wanted[j]))
+        i = j + 1
+    return calls
+
+
+def days_to_load(
+    conn: Connection,
+    account_id: str,
+    family: Family,
+    first: dt.date,
+    last: dt.date,
+    now: dt.datetime,
+    settle_days: int,
+    full_refresh: bool = False,
+) -> list[dt.date]:
+    """Days of [first, last] (never after today) not yet loaded, or last read before they settled: a day is
+    settled once read `settle_days` after it ended (Klaviyo revises attribution for days)."""
+    last = min(last, now.date())
+    if last < first:
+        return []
+    days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+    if full_refresh:
+        return days
+    loaded = dict(
+        conn.execute(
+            text(
+                "SELECT day, loaded_at FROM klaviyo_report_coverage"
+                " WHERE account_id = :a AND family = :f AND day BETWEEN :s AND :e"
+            ),
+            {"a": account_id, "f": family.name, "s": first, "e": last},
+        ).all()
+    )
+    settle = dt.timedelta(days=settle_days)
+
+    def settled(day: dt.date) -> bool:
+        at = loaded.get(day)
+        return (
+            at is not None and at >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), UTC) + settle
+        )
+
+    return [d for d in days if not settled(d)]
+
+
+def mark_loaded(
+    conn: Connection, account_id: str, call: ReportCall, loaded_at: dt.datetime, run_id: str | None
+) -> None:
+    family = FAMILIES[call.family]
+    days = [d for d in call.days if family.earliest is None or d >= family.earliest]
+    conn.execute(
+        text(
+            """INSERT INTO klaviyo_report_coverage (account_id, family, day, loaded_at, run_id)
+               SELECT :a, :f, d, :at, :r FROM unnest(CAST(:days AS date[])) AS d
+               ON CONFLICT (account_id, family, day) DO UPDATE
+               SET loaded_at = GREATEST(klaviyo_report_coverage.loaded_at, excluded.loaded_at),
+                   run_id = excluded.run_id"""
+        ),
+        {"a": account_id, "f": call.family, "days": days, "at": loaded_at, "r": run_id},
+    )
+
+
+class ReportLedger:
+    """Report requests per account and UTC day, in Postgres, shared by every run and process.
+
+    A slot is reserved (in its own committed transaction) before each request; requests a call's retries
+    added are counted after it. A 429 whose Retry-After runs past the day closes the day for everyone.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        account_id: str,
+        quota: int = DAILY_QUOTA,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
+    ):
+        if quota < 1:
+            raise ValueError("the daily report quota must be at least 1")
+        self.engine = engine
+        self.account_id = account_id
+        self.quota = quota
+        self.clock = clock
+
+    def _day(self) -> dt.date:
+        return self.clock().astimezone(UTC).date()
+
+    def usage(self) -> tuple[int, bool]:
+        """(requests counted today, whether Klaviyo closed the day)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT calls, exhausted_at FROM klaviyo_report_quota WHERE account_id = :a AND day = :d"
+                ),
+                {"a": self.account_id, "d": self._day()},
+            ).one_or_none()
+        return (row.calls, row.exhausted_at is not None) if row else (0, False)
+
+    def remaining(self) -> int:
+        used, closed = self.usage()
+        return 0 if closed else max(0, self.quota - used)
+
+    def reserve(self) -> bool:
+        """Take one request of today's quota; False when none is left."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    """INSERT INTO klaviyo_report_quota AS q (account_id, day, calls, quota)
+                       VALUES (:a, :d, 1, :q)
+                       ON CONFLICT (account_id, day) DO UPDATE
+                       SET calls = q.calls + 1, quota = excluded.quota, updated_at = now()
+                       WHERE q.calls < excluded.quota AND q.exhausted_at IS NULL
+                       RETURNING calls"""
+                ),
+                {"a": self.account_id, "d": self._day(), "q": self.quota},
+            ).one_or_none()
+        return row is not None
+
+    def add(self, requests: int) -> None:
+        """Count requests beyond the reserved one (retries)."""
+        if requests <= 0:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """UPDATE klaviyo_report_quota SET calls = calls + :n, updated_at = now()
+                       WHERE account_id = :a AND day = :d"""
+                ),
+                {"a": self.account_id, "d": self._day(), "n": requests},
+            )
+
+    def close_day(self) -> None:
+        """Klaviyo said the daily quota is spent: no more calls today, from any run."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    """INSERT INTO klaviyo_report_quota AS q (account_id, day, calls, quota, exhausted_at)
+                       VALUES (:a, :d, 0, :q, now())
+                       ON CONFLICT (account_id, day) DO UPDATE SET exhausted_at = now(), updated_at = now()"""
+                ),
+                {"a": self.account_id, "d": self._day(), "q": self.quota},
+            )
+
+    def log_call(
+        self,
+        call: ReportCall,
+        status: str,
+        *,
+        requests: int = 1,
+        rows: int = 0,
+        metric_id: str | None = None,
+        run_id: str | None = None,
+        detail: str | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        sql = text(
+            """INSERT INTO klaviyo_report_calls (account_id, report, timeframe_start, timeframe_end,
+                 conversion_metric_id, status, requests, rows_written, run_id, detail, called_at)
+               VALUES (:a, :rep, :s, :e, :m, :st, :n, :rows, :run, :detail, :at)"""
+        )
+        params = {
+            "a": self.account_id,
+            "rep": FAMILIES[call.family].report,
+            "s": call.start,
+            "e": call.end,
+            "m": metric_id,
+            "st": status,
+            "n": requests,
+            "rows": rows,
+            "run": run_id,
+            "detail": detail,
+            "at": self.clock(),
+        }
+        if conn is not None:
+            conn.execute(sql, params)
+        else:
+            with self.engine.begin() as c:
+                c.execute(sql, params)
+
+
+def request_attributes(family: Family, call: ReportCall, revision: str, metric_id: str | None) -> dict:
+    """The report's `data.attributes`: the whole days of the call in the account's timezone."""
+    attributes: dict[str, Any] = {
+        "statistics": family.statistics(revision),
+        "timeframe": {
+            "start": f"{call.start.isoformat()}T00:00:00+00:00",
+            "end": f"{call.end.isoformat()}T23:59:59+00:00",
+        },
+    }
+    if family.series:
+        attributes["interval"] = "daily"
+    if family.needs_conversion_metric:
+        attributes["conversion_metric_id"] = metric_id
+    if family.name == "campaign":
+        attributes["group_by"] = list(family.groupings)
+    return attributes
+
+
+def report_rows(
+    family: Family,
+    call: ReportCall,
+    data: Any,
+    account_id: str,
+    fetched_at: dt.datetime,
+    metric_id: str | None,
+) -> pd.DataFrame:
+    """A report response's `data` as table rows (one per grouping and day for series reports)."""
+    if not isinstance(data, dict) or not isinstance(data.get("attributes"), dict):
+        raise ReportFormatError(f"{call.label()}: the response has no data.attributes")
+    attributes = data["attributes"]
+    results = attributes.get("results")
+    if not isinstance(results, list):
+        raise ReportFormatError(f"{call.label()}: data.attributes.results is not a list")
+    days: list[dt.date] = []
+    if family.series:
+        stamps = attributes.get("date_times")
+        if not isinstance(stamps, list):
+            raise ReportFormatError(f"{call.label()}: a series report without data.attributes.date_times")
+        try:
+            days = [dt.date.fromisoformat(str(s)[:10]) for s in stamps]  # the account's calendar day
+        except ValueError as exc:
+            raise ReportFormatError(f"{call.label()}: unreadable date_times entry ({exc})") from None
+    rows: list[dict[str, Any]] = []
+    for n, result in enumerate(results):
+        groupings = result.get("groupings") if isinstance(result, dict) else None
+        statistics = result.get("statistics") if isinstance(result, dict) else None
+        if not isinstance(groupings, dict) or not isinstance(statistics, dict):
+            raise ReportFormatError(f"{call.label()}: result {n} lacks groupings or statistics")
+        missing = [g for g in family.groupings if not groupings.get(g)]
+        if missing:
+            raise ReportFormatError(
+                f"{call.label()}: result {n} has no {missing} in its groupings {groupings}"
+            )
+        base = {"account_id": account_id, **{g: str(groupings[g]) for g in family.groupings}}
+        if family.series:
+            for name, values in statistics.items():
+                if not isinstance(values, list) or len(values) != len(days):
+                    raise ReportFormatError(
+                        f"{call.label()}: statistic {name!r} of result {n} does not align with date_times"
+                    )
+            for k, day in enumerate(days):
+                rows.append({**base, "day": day, "statistics": {s: v[k] for s, v in statistics.items()}})
+        else:
+            rows.append({**base, "statistics": dict(statistics)})
+    frame = pd.DataFrame(rows, columns=[*family.key, "statistics"])
+    for column in family.counts:
+        frame[column] = [_count(r.get(column)) for r in frame["statistics"]]
+    for column in family.figures:
+        frame[column] = pd.array([_figure(r.get(column)) for r in frame["statistics"]], dtype="Float64")
+    frame["fetched_at"] = pd.Timestamp(fetched_at)
+    if family.needs_conversion_metric:
+        frame["conversion_metric_id"] = metric_id
+    if not family.series:
+        frame["timeframe_start"] = call.start
+        frame["timeframe_end"] = call.end
+    return frame
+
+
+def _count(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return round(float(value))
+    except (TypeError, ValueError):
+        return None  # kept as sent in `statistics`
+
+
+def _figure(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve_conversion_metric(
+    conn: Connection, account_id: str, name: str | None, metric_id: str | None
+) -> tuple[str | None, str]:
+    """The conversion metric's id and how it was found: an explicit id wins; else the metric named `name` in
+    klaviyo_metrics (several of one name: the oldest id, which is stable; names are display text)."""
+    if metric_id:
+        return metric_id, f"conversion metric {metric_id} (configured id)"
+    if not name:
+        return None, "no conversion metric configured"
+    ids = (
+        conn.execute(
+            text(
+                "SELECT id FROM klaviyo_metrics WHERE account_id = :a AND name = :n AND deleted_at IS NULL"
+                " ORDER BY created_date NULLS LAST, id"
+            ),
+            {"a": account_id, "n": name},
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return (
+            None,
+            f"no metric named {name!r} in klaviyo_metrics (sync metrics, or set conversion_metric_id)",
+        )
+    note = f"conversion metric {name!r} = {ids[0]}"
+    if len(ids) > 1:
+        note += f" (the oldest of {len(ids)} metrics of that name: {', '.join(ids)})"
+    return ids[0], note
+
+
+def refused_metric(conn: Connection, account_id: str, metric_id: str, since: dt.datetime) -> str | None:
+    """Klaviyo's detail if it refused this conversion metric since `since` (no call is wasted on it again)."""
+    return conn.execute(
+        text(
+            """SELECT detail FROM klaviyo_report_calls WHERE account_id = :a AND conversion_metric_id = :m
+               AND status = 'refused' AND called_at >= :since ORDER BY called_at DESC LIMIT 1"""
+        ),
+        {"a": account_id, "m": metric_id, "since": since},
+    ).scalar()
