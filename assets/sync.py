@@ -258,7 +258,8 @@ def sync_entity(
         sources = [listing(c, a, b) for c in request.filter_passes for a, b in pieces]
         return concurrent_pages(sources, plan.fetch_workers)
 
-    def load(conn, records: list[dict], context: dict) -> None:
+    def prepare(records: list[dict], context: dict) -> pd.DataFrame | None:
+        """Transform a batch (on the caller's thread) and note what it says about the watermark."""
         outcome.records_read += len(records)
         result = plan.transform(records, account_id, context)
         outcome.rejected += result.rejected
@@ -266,7 +267,7 @@ def sync_entity(
             log.warning("klaviyo/%s: rejected record %s: %s", request.entity, bad.id, bad.reason)
         frame = result.frame
         if frame.empty:
-            return
+            return None
         if outcome.preview is None:
             outcome.preview = frame[
                 [c for c in frame.columns if frame[c].dtype != object or c in ("id", "name")]
@@ -275,6 +276,9 @@ def sync_entity(
             batch_newest = frame[plan.watermark_column].max()
             if pd.notna(batch_newest) and (newest[0] is None or batch_newest > newest[0]):
                 newest[0] = batch_newest.to_pydatetime()
+        return frame
+
+    def write(conn, frame: pd.DataFrame) -> None:
         if plan.month_partitions_on:
             warehouse.ensure_month_partitions(
                 conn, plan.table, frame[plan.month_partitions_on].dt.to_pydatetime()
@@ -290,15 +294,24 @@ def sync_entity(
 
     try:
         if plan.streaming:
-            for records, context in _batches(pages(), plan.batch_rows):
-                with warehouse.transaction() as conn:
-                    load(conn, records, context)
+            # Each batch commits on its own; Postgres merges one while the next is transformed and staged.
+            upserts = warehouse.pipelined_upserts(plan.table, plan.key, plan.guard, plan.month_partitions_on)
+            try:
+                with upserts:
+                    for records, context in _batches(pages(), plan.batch_rows):
+                        frame = prepare(records, context)
+                        if frame is not None:
+                            upserts.submit(frame)
+            finally:
+                outcome.counts += upserts.counts  # what was merged, even when a later batch failed
             with warehouse.transaction() as conn:
                 finish(conn)
         else:
             with warehouse.transaction() as conn:
                 for records, context in _batches(pages(), plan.batch_rows):
-                    load(conn, records, context)
+                    frame = prepare(records, context)
+                    if frame is not None:
+                        write(conn, frame)
                 finish(conn)
     except Exception as exc:
         outcome.watermark = previous

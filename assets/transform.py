@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from resources.klaviyo_api import parse_timestamp
@@ -271,22 +272,15 @@ def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> Tr
             rejected.append(identified)
             continue
         rid, attrs = identified
-        try:
-            created, updated, last_event = (
-                parse_timestamp(attrs.get(k)) for k in ("created", "updated", "last_event_date")
-            )
-        except ValueError as exc:
-            rejected.append(Rejected(rid, f"unparseable timestamp: {exc}"))
-            continue
         location = attrs.get("location") if isinstance(attrs.get("location"), dict) else {}
         cols["id"].append(rid)
         cols["account_id"].append(account_id)
         for f in PROFILE_FIELDS:
             v = attrs.get(f)
             cols[f].append(v if v is None or isinstance(v, str) else str(v))
-        cols["created_date"].append(created)
-        cols["updated_date"].append(updated)
-        cols["last_event_date"].append(last_event)
+        cols["created_date"].append(attrs.get("created"))
+        cols["updated_date"].append(attrs.get("updated"))
+        cols["last_event_date"].append(attrs.get("last_event_date"))
         for f in LOCATION_FIELDS:
             v = location.get(f)
             cols[f].append(v if v is None or isinstance(v, str) else str(v))
@@ -305,16 +299,26 @@ def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> Tr
             }
         cols["attributes_extra"].append(extra)
     frame = pd.DataFrame(cols)
+    bad: dict[int, str] = {}
     for c in ("created_date", "updated_date", "last_event_date"):
-        frame[c] = pd.to_datetime(frame[c], utc=True)
+        frame[c], unreadable = _parse_datetimes(cols[c])
+        for i, reason in unreadable.items():
+            bad.setdefault(i, f"{c}: {reason}")
+    if bad:
+        rejected += [Rejected(frame.at[i, "id"], reason) for i, reason in sorted(bad.items())]
+        frame = frame.drop(index=list(bad)).reset_index(drop=True)
     return TransformResult(frame, rejected)
 
 
 def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> TransformResult:
-    """Events -> klaviyo_events rows: metric, profile and attribution ids from the relationships."""
-    cols: dict[str, list] = {c: [] for c in ("id", "account_id", "datetime", "timestamp", "uuid", "metric_id",
+    """Events -> klaviyo_events rows: metric, profile and attribution ids from the relationships.
+
+    Datetimes are parsed for the whole batch at once (pandas, ISO 8601 in any shape Klaviyo sends); an entry
+    pandas cannot read is parsed on its own, and rejected with the reason if that fails too."""
+    cols: dict[str, list] = {c: [] for c in ("id", "account_id", "timestamp", "uuid", "metric_id",
                                              "profile_id", "value", "attribution_ids", "event_properties",
                                              "attributes_extra")}  # fmt: skip
+    when_raw: list[Any] = []
     rejected: list[Rejected] = []
     for record in records:
         identified = _identify(record)
@@ -322,13 +326,10 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
             rejected.append(identified)
             continue
         rid, attrs = identified
-        try:
-            when = parse_timestamp(attrs.get("datetime"))
-            if when is None:
-                when = parse_timestamp(attrs.get("timestamp"))
-        except (ValueError, OverflowError, OSError) as exc:
-            rejected.append(Rejected(rid, f"unparseable datetime: {exc}"))
-            continue
+        when = attrs.get("datetime")
+        stamp = attrs.get("timestamp")
+        if when is None:
+            when = stamp
         if when is None:
             rejected.append(Rejected(rid, "event without a datetime"))
             continue
@@ -336,13 +337,10 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
         props = attrs.get("event_properties")
         props = props if isinstance(props, dict) else {}
         attributions = (relationships.get("attributions") or {}).get("data")
-        stamp = attrs.get("timestamp")
+        when_raw.append(when)
         cols["id"].append(rid)
         cols["account_id"].append(account_id)
-        cols["datetime"].append(when)
-        cols["timestamp"].append(
-            stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else int(when.timestamp())
-        )
+        cols["timestamp"].append(stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None)
         cols["uuid"].append(attrs.get("uuid"))
         cols["metric_id"].append(_rel_id(relationships, "metric"))
         cols["profile_id"].append(_rel_id(relationships, "profile"))
@@ -353,6 +351,25 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
         cols["event_properties"].append(props)
         cols["attributes_extra"].append({k: v for k, v in attrs.items() if k not in EVENT_KNOWN})
     frame = pd.DataFrame(cols)
-    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
-    frame["timestamp"] = frame["timestamp"].astype("Int64")
+    when, bad = _parse_datetimes(when_raw)
+    frame.insert(2, "datetime", when)
+    if bad:
+        rejected += [Rejected(frame.at[i, "id"], reason) for i, reason in bad.items()]
+        frame = frame.drop(index=list(bad)).reset_index(drop=True)
+    seconds = frame["datetime"].astype("int64") // 10**9 if len(frame) else frame["timestamp"]
+    frame["timestamp"] = frame["timestamp"].fillna(seconds).astype("Int64")
     return TransformResult(frame, rejected)
+
+
+def _parse_datetimes(values: list[Any]) -> tuple[pd.Series, dict[int, str]]:
+    """Datetimes (ISO 8601 text or epoch seconds) as one UTC series, and the positions that could not be read."""
+    text = pd.Series([v if isinstance(v, str) else None for v in values], dtype=object)
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    bad: dict[int, str] = {}
+    for i in np.flatnonzero(parsed.isna().to_numpy()):
+        try:
+            one = parse_timestamp(values[i])
+            parsed.iloc[i] = pd.Timestamp(one)
+        except (ValueError, OverflowError, OSError, TypeError, pd.errors.OutOfBoundsDatetime) as exc:
+            bad[int(i)] = f"unparseable datetime: {exc}"
+    return parsed, bad

@@ -95,15 +95,13 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
     ]
     began = time.perf_counter()
     frames = []
-    for records in batches:
-        with wh.transaction() as conn:
+
+    # The stage as sync_entity runs it: transform here while the previous batch is staged and merged.
+    with wh.pipelined_upserts(plan.table, plan.key, plan.guard, plan.month_partitions_on) as upserts:
+        for records in batches:
             frame = plan.transform(records, "bench", {}).frame
-            if plan.month_partitions_on:
-                wh.ensure_month_partitions(
-                    conn, plan.table, frame[plan.month_partitions_on].dt.to_pydatetime()
-                )
-            wh.upsert_frame(conn, plan.table, frame, key=plan.key, guard=plan.guard)
-        frames.append(frame)
+            upserts.submit(frame)
+            frames.append(frame)
     stage_s = time.perf_counter() - began
     began = time.perf_counter()
     for frame in frames:

@@ -104,7 +104,8 @@ def apply_migrations(
                     raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
                 applied_now.append(migration.path.name)
             if views_directory is not None:
-                applied_now += _apply_views(conn, views_directory)
+                # A migration may have dropped views to change what they read: re-create them all then.
+                applied_now += _apply_views(conn, views_directory, force=bool(applied_now))
         finally:
             conn.rollback()
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
@@ -112,7 +113,7 @@ def apply_migrations(
     return applied_now
 
 
-def _apply_views(conn, directory: Path) -> list[str]:
+def _apply_views(conn, directory: Path, force: bool = False) -> list[str]:
     conn.execute(
         text(
             "CREATE TABLE IF NOT EXISTS schema_views ("
@@ -125,7 +126,7 @@ def _apply_views(conn, directory: Path) -> list[str]:
     applied = []
     for path in sorted(directory.glob("*.sql")):
         checksum = hashlib.sha256(path.read_bytes()).hexdigest()
-        if recorded.get(path.name) == checksum:
+        if recorded.get(path.name) == checksum and not force:
             continue
         try:
             with conn.begin():

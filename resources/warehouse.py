@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+import psycopg
 from pydantic import Field, PrivateAttr
 from sqlalchemy import (
     Connection,
@@ -179,7 +183,21 @@ class Warehouse(dg.ConfigurableResource):
         )
         conn.exec_driver_sql(f"TRUNCATE {stage}")
         self._copy_rows(conn, stage, target, frame)
+        return self._merge(conn, table, stage, frame, key, guard, changed_only)
 
+    def _merge(
+        self,
+        conn: Connection,
+        table: str,
+        stage: str,
+        frame: pd.DataFrame,
+        key: Sequence[str],
+        guard: str | None,
+        changed_only: bool,
+    ) -> UpsertCounts:
+        """Merge the rows of `frame`, already copied into the table `stage`, into `table`."""
+        target = self.table(table, conn)
+        columns = list(frame.columns)
         col_list = ", ".join(columns)
         key_list = ", ".join(key)
         bookkeeping = {"updated_at", "last_synced_at", "deleted_at", "created_at"}
@@ -247,6 +265,19 @@ class Warehouse(dg.ConfigurableResource):
         inserted, updated, staged = conn.exec_driver_sql(sql).one()
         return UpsertCounts(inserted, updated, staged - inserted - updated)
 
+    def pipelined_upserts(
+        self,
+        table: str,
+        key: Sequence[str] = ENTITY_KEY,
+        guard: str | None = "updated_date",
+        month_partitions_on: str | None = None,
+    ) -> PipelinedUpserts:
+        """Upsert a stream of frames into `table`, each in its own transaction and in order, pipelined over two
+        connections: while one batch merges, the next ones are copied into other staging tables (unlogged
+        scratch tables, dropped at the end). Python's work on a batch overlaps Postgres's merge of the one before.
+        Use as a context manager: leaving the block waits for every batch and raises the first error."""
+        return PipelinedUpserts(self, table, key, guard, month_partitions_on)
+
     def ensure_month_partitions(
         self, conn: Connection, table: str, stamps: Iterable[dt.datetime]
     ) -> list[str]:
@@ -292,6 +323,113 @@ class Warehouse(dg.ConfigurableResource):
         with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in zip(*arrays, strict=True):
                 copy.write_row(row)
+
+
+class PipelinedUpserts:
+    """See `Warehouse.pipelined_upserts`. `submit` a frame; `counts` holds the sum once finished."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        table: str,
+        key: Sequence[str],
+        guard: str | None,
+        month_partitions_on: str | None,
+    ):
+        self.warehouse, self.table, self.key, self.guard = warehouse, table, tuple(key), guard
+        self.month_partitions_on = month_partitions_on
+        self.counts = UpsertCounts()
+        self._target = warehouse.table(table)
+        tag = f"{os.getpid()}_{threading.get_ident() % 1_000_000}_{next(_PIPELINES)}"
+        self._slots = [f"_stage_{table}_{tag}_{i}"[:63] for i in range(SLOTS)]
+        with warehouse.engine.begin() as conn:
+            for slot in self._slots:
+                conn.exec_driver_sql(f"CREATE UNLOGGED TABLE {slot} (LIKE {table} INCLUDING DEFAULTS)")
+        self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klaviyo-stage")
+        self._merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klaviyo-merge")
+        self._merges: list[Future] = []
+        # New rows go straight into the table with COPY (a first load: no stage, no merge) until a batch meets a
+        # key already there; from then on every batch is staged and merged.
+        self._direct = True
+
+    def submit(self, frame: pd.DataFrame) -> None:
+        """Queue a frame; raises the first error of an earlier batch. At most SLOTS batches are in flight."""
+        if frame.empty:
+            return
+        unknown = [c for c in frame.columns if c not in self._target.c]
+        if unknown:
+            raise WarehouseError(f"{self.table}: no such columns {unknown}")
+        k = len(self._merges)
+        if k >= SLOTS:
+            self._merges[k - SLOTS].result()  # its slot is about to be reused
+        if self._direct and not frame.duplicated(subset=list(self.key)).any():
+            self._merges.append(self._merger.submit(self._insert, frame))
+            return
+        slot = self._slots[k % SLOTS]
+        staged = self._stager.submit(self._stage, slot, frame)
+        self._merges.append(self._merger.submit(self._merge, staged, slot, frame))
+
+    def _stage(self, slot: str, frame: pd.DataFrame) -> None:
+        with self.warehouse.engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {slot}")
+            self.warehouse._copy_rows(conn, slot, self._target, frame)
+
+    def _partitions(self, conn: Connection, frame: pd.DataFrame) -> None:
+        if self.month_partitions_on:
+            self.warehouse.ensure_month_partitions(
+                conn, self.table, frame[self.month_partitions_on].dt.to_pydatetime()
+            )
+
+    def _merge(self, staged: Future, slot: str, frame: pd.DataFrame) -> None:
+        staged.result()
+        with self.warehouse.transaction() as conn:
+            self._partitions(conn, frame)
+            counts = self.warehouse._merge(conn, self.table, slot, frame, self.key, self.guard, False)
+        self.counts += counts
+
+    def _insert(self, frame: pd.DataFrame) -> None:
+        """COPY the batch straight into the table; if a key is there already, merge it instead."""
+        with self.warehouse.transaction() as conn:
+            self._partitions(conn, frame)
+            rows = frame
+            if "last_synced_at" in self._target.c and "last_synced_at" not in frame.columns:
+                rows = frame.assign(last_synced_at=pd.Timestamp.now(tz="UTC"))
+            try:
+                with conn.begin_nested():
+                    self.warehouse._copy_rows(conn, self.table, self._target, rows)
+                counts = UpsertCounts(inserted=len(frame))
+            except psycopg.errors.UniqueViolation:
+                self._direct = False
+                counts = self.warehouse.upsert_frame(conn, self.table, frame, key=self.key, guard=self.guard)
+        self.counts += counts
+
+    def __enter__(self) -> PipelinedUpserts:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.finish()
+        finally:
+            self.close()
+
+    def finish(self) -> None:
+        """Wait for every batch; raises the first error."""
+        for merge in self._merges:
+            merge.result()
+
+    def close(self) -> None:
+        for merge in self._merges:
+            merge.cancel()
+        self._stager.shutdown(wait=True)
+        self._merger.shutdown(wait=True)
+        with self.warehouse.engine.begin() as conn:
+            for slot in self._slots:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {slot}")
+
+
+_PIPELINES = itertools.count()
+SLOTS = 3  # staging tables of a pipeline: one merging, one being staged, one ready
 
 
 def _column_values(series: pd.Series, column_type: Any) -> list:

@@ -85,6 +85,25 @@ def test_reapply_is_a_noop(engine):
     assert apply_migrations(engine) == []
 
 
+def test_an_upgrade_that_drops_views_gets_them_back(engine, tmp_path):
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql"))[:6]:  # up to the BI role, views applied
+        shutil.copy(path, older / path.name)
+    apply_migrations(engine, older, views_directory=VIEWS_DIR)
+    applied = apply_migrations(engine)  # 007 drops the views to change their columns' collation
+    assert "007_id_collation.sql" in applied and "views/010_entity_reports.sql" in applied
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM klaviyo_segments_report")).scalar_one() == 0
+        collation = conn.execute(
+            text(
+                """SELECT collation_name FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'klaviyo_events' AND column_name = 'id'"""
+            )
+        ).scalar_one()
+    assert collation == "C"
+
+
 def test_edited_file_is_refused_naming_it(engine, tmp_path):
     directory = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, directory)

@@ -188,3 +188,39 @@ def test_upsert_is_atomic_with_the_transaction(warehouse):
 def test_upsert_rejects_unknown_columns(warehouse):
     with pytest.raises(WarehouseError, match="no_such"), warehouse.transaction() as conn:
         warehouse.upsert_frame(conn, "klaviyo_tags", frame_of([{"id": "t", "account_id": "a", "no_such": 1}]))
+
+
+def test_pipelined_upserts_copy_new_rows_then_merge_once_keys_repeat(warehouse):
+    table = "klaviyo_segments"
+    with warehouse.pipelined_upserts(table) as up:
+        for k in range(4):  # a first load: straight COPY, no stage
+            up.submit(frame_of([seg(i) for i in range(k * 10, k * 10 + 10)]))
+    assert up.counts == UpsertCounts(inserted=40)
+    with warehouse.engine.connect() as conn:
+        synced = conn.execute(
+            text("SELECT count(*) FROM klaviyo_segments WHERE last_synced_at IS NULL")
+        ).scalar()
+        leftovers = conn.execute(
+            text("SELECT count(*) FROM pg_tables WHERE tablename LIKE '_stage_%'")
+        ).scalar()
+    assert synced == 0 and leftovers == 0
+
+    with warehouse.pipelined_upserts(table) as up:
+        up.submit(frame_of([seg(5, name="newer", updated_date=T0 + dt.timedelta(days=90)), seg(100)]))
+        up.submit(frame_of([seg(6, name="older", updated_date=T0 - dt.timedelta(days=9)), seg(101)]))
+        up.submit(frame_of([seg(102), seg(102, name="stale duplicate", updated_date=T0)]))
+    assert up.counts == UpsertCounts(inserted=3, updated=1, skipped=2)
+    repo = warehouse.repository(table, "acct")
+    assert repo.find_by_id("SEG005")["name"] == "newer" and repo.find_by_id("SEG006")["name"] == "Segment 6"
+    assert repo.find_by_id("SEG102")["name"] == "Segment 102" and repo.count() == 43
+
+
+def test_pipelined_upserts_raise_the_first_error_and_keep_earlier_batches(warehouse):
+    table = "klaviyo_segments"
+    with pytest.raises(Exception, match="null value|not-null"):
+        with warehouse.pipelined_upserts(table) as up:
+            up.submit(frame_of([seg(1)]))
+            up.submit(frame_of([seg(2, metadata=None)]))  # metadata is NOT NULL
+            up.submit(frame_of([seg(3)]))
+    ids = [r["id"] for r in warehouse.repository(table, "acct").find_all()]
+    assert ids[0] == "SEG001" and "SEG002" not in ids
