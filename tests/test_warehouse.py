@@ -217,10 +217,9 @@ def test_pipelined_upserts_copy_new_rows_then_merge_once_keys_repeat(warehouse):
 
 def test_pipelined_upserts_raise_the_first_error_and_keep_earlier_batches(warehouse):
     table = "klaviyo_segments"
-    with pytest.raises(Exception, match="null value|not-null"):
-        with warehouse.pipelined_upserts(table) as up:
-            up.submit(frame_of([seg(1)]))
-            up.submit(frame_of([seg(2, metadata=None)]))  # metadata is NOT NULL
-            up.submit(frame_of([seg(3)]))
+    with pytest.raises(Exception, match="null value|not-null"), warehouse.pipelined_upserts(table) as up:
+        up.submit(frame_of([seg(1)]))
+        up.submit(frame_of([seg(2, metadata=None)]))  # metadata is NOT NULL
+        up.submit(frame_of([seg(3)]))
     ids = [r["id"] for r in warehouse.repository(table, "acct").find_all()]
     assert ids[0] == "SEG001" and "SEG002" not in ids
