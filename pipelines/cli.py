@@ -3,6 +3,7 @@
 klaviyo-pipeline sync                  # full sync of every entity and the report statistics
 klaviyo-pipeline sync --start 2026-11-01 --end 2026-11-07 --entity flows   # a range, as one run
 klaviyo-pipeline ui                    # dagster dev on the same instance, warehouse and source
+klaviyo-pipeline plan-stats --start 2025-12-01   # report calls a statistics backfill needs (sends none)
 klaviyo-pipeline migrate               # apply pending warehouse migrations
 """
 
@@ -164,6 +165,45 @@ def cmd_ui(args: argparse.Namespace) -> int:
                 return 1
 
 
+def cmd_plan_stats(args: argparse.Namespace) -> int:
+    """How many report calls the statistics of a range need (nothing is sent but the account lookup)."""
+    import datetime as dt
+
+    with prepared() as env:
+        from assets.statistics import StatsRequest, plan
+        from pipelines import settings
+        from resources.klaviyo import KlaviyoClient
+        from resources.reports import ReportLedger
+        from resources.warehouse import Warehouse
+
+        warehouse = Warehouse(url=env.warehouse_url)
+        warehouse.migrate()
+        today = dt.datetime.now(dt.UTC).date()
+        first = dt.date.fromisoformat(args.start or settings.start_date())
+        last = dt.date.fromisoformat(args.end) if args.end else today
+        client = KlaviyoClient(
+            os.environ["KLAVIYO_API_KEY"],
+            base_url=env.klaviyo_base_url,
+            rate_time_scale=settings.rate_time_scale(),
+        )
+        try:
+            account = client.account_id()
+        finally:
+            client.close()
+        request = StatsRequest(["flow", "form", "segment", "campaign"], first, last, args.lookback_days)
+        calls = plan(request, warehouse, account, dt.datetime.now(dt.UTC))
+        ledger = ReportLedger(warehouse.engine, account, quota=args.daily_quota)
+        total, left = sum(len(c) for c in calls.values()), ledger.remaining()
+        _print_table(
+            [(name, len(c), ", ".join(f"{x.start}..{x.end}" for x in c) or "-") for name, c in calls.items()],
+            ("family", "calls", "windows"),
+        )
+        print(f"\n{total} report calls for {first} .. {last}; {left} of {ledger.quota} left today: "
+              + ("fits" if total <= left else f"{total - left} wait for the next day's quota"))  # fmt: skip
+        warehouse.dispose()
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     with prepared() as env:
         from resources.warehouse import Warehouse
@@ -194,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="open the Dagster UI on the same instance, warehouse and source")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+    stats = sub.add_parser(
+        "plan-stats", help="how many report calls a range of statistics needs (sends none)"
+    )
+    stats.add_argument("--start", help="first day (YYYY-MM-DD); default: KLAVIYO_START_DATE")
+    stats.add_argument("--end", help="last day (YYYY-MM-DD); default: today")
+    stats.add_argument("--lookback-days", type=int, default=7)
+    stats.add_argument("--daily-quota", type=int, default=225)
+    stats.set_defaults(func=cmd_plan_stats)
     mig = sub.add_parser("migrate", help="apply pending warehouse migrations")
     mig.set_defaults(func=cmd_migrate)
     return parser

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
+import io
 import os
 import re
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import psycopg
+import psycopg.copy
 from pydantic import Field, PrivateAttr
 from sqlalchemy import (
     Connection,
@@ -272,9 +272,9 @@ class Warehouse(dg.ConfigurableResource):
         guard: str | None = "updated_date",
         month_partitions_on: str | None = None,
     ) -> PipelinedUpserts:
-        """Upsert a stream of frames into `table`, each in its own transaction and in order, pipelined over two
-        connections: while one batch merges, the next ones are copied into other staging tables (unlogged
-        scratch tables, dropped at the end). Python's work on a batch overlaps Postgres's merge of the one before.
+        """Upsert a stream of frames into `table`, each in its own transaction and in order: while Postgres loads
+        one batch (in the background), the caller transforms and formats the next, so Python's work overlaps
+        Postgres's. A first load is copied straight in; see `PipelinedUpserts`.
         Use as a context manager: leaving the block waits for every batch and raises the first error."""
         return PipelinedUpserts(self, table, key, guard, month_partitions_on)
 
@@ -326,7 +326,13 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class PipelinedUpserts:
-    """See `Warehouse.pipelined_upserts`. `submit` a frame; `counts` holds the sum once finished."""
+    """See `Warehouse.pipelined_upserts`. `submit` a frame; `counts` holds the sum once finished.
+
+    The caller's thread formats each batch into COPY data (Python's work); one background thread sends it and
+    merges it (Postgres's work, during which that thread holds no GIL), one transaction per batch, in order.
+    A first load goes straight in: COPY into the table itself, no stage, no merge, until a batch meets a key
+    already stored (a unique violation, rolled back to a savepoint); from then on batches are staged and
+    merged with the guard."""
 
     def __init__(
         self,
@@ -340,68 +346,62 @@ class PipelinedUpserts:
         self.month_partitions_on = month_partitions_on
         self.counts = UpsertCounts()
         self._target = warehouse.table(table)
-        tag = f"{os.getpid()}_{threading.get_ident() % 1_000_000}_{next(_PIPELINES)}"
-        self._slots = [f"_stage_{table}_{tag}_{i}"[:63] for i in range(SLOTS)]
-        with warehouse.engine.begin() as conn:
-            for slot in self._slots:
-                conn.exec_driver_sql(f"CREATE UNLOGGED TABLE {slot} (LIKE {table} INCLUDING DEFAULTS)")
-        self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klaviyo-stage")
-        self._merger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klaviyo-merge")
-        self._merges: list[Future] = []
-        # New rows go straight into the table with COPY (a first load: no stage, no merge) until a batch meets a
-        # key already there; from then on every batch is staged and merged.
+        self._format_conn = warehouse.engine.raw_connection()  # adapters only: it never sends a statement
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klaviyo-write")
+        self._pending: list[Future] = []
         self._direct = True
 
     def submit(self, frame: pd.DataFrame) -> None:
-        """Queue a frame; raises the first error of an earlier batch. At most SLOTS batches are in flight."""
+        """Queue a frame; raises the first error of an earlier batch. At most DEPTH batches wait."""
         if frame.empty:
             return
         unknown = [c for c in frame.columns if c not in self._target.c]
         if unknown:
             raise WarehouseError(f"{self.table}: no such columns {unknown}")
-        k = len(self._merges)
-        if k >= SLOTS:
-            self._merges[k - SLOTS].result()  # its slot is about to be reused
-        if self._direct and not frame.duplicated(subset=list(self.key)).any():
-            self._merges.append(self._merger.submit(self._insert, frame))
-            return
-        slot = self._slots[k % SLOTS]
-        staged = self._stager.submit(self._stage, slot, frame)
-        self._merges.append(self._merger.submit(self._merge, staged, slot, frame))
+        if "last_synced_at" in self._target.c and "last_synced_at" not in frame.columns:
+            frame = frame.assign(last_synced_at=pd.Timestamp.now(tz="UTC"))
+        data = self._format(frame)
+        while len(self._pending) >= DEPTH:
+            self._pending.pop(0).result()
+        self._pending.append(self._writer.submit(self._write, frame, data))
 
-    def _stage(self, slot: str, frame: pd.DataFrame) -> None:
-        with self.warehouse.engine.begin() as conn:
-            conn.exec_driver_sql(f"TRUNCATE {slot}")
-            self.warehouse._copy_rows(conn, slot, self._target, frame)
+    def _format(self, frame: pd.DataFrame) -> bytes:
+        arrays = [_column_values(series, self._target.c[name].type) for name, series in frame.items()]
+        buffer = io.BytesIO()
+        with (
+            self._format_conn.driver_connection.cursor() as cur,
+            psycopg.Copy(cur, binary=False, writer=psycopg.copy.FileWriter(buffer)) as copy,
+        ):
+            for row in zip(*arrays, strict=True):
+                copy.write_row(row)
+        return buffer.getvalue()
 
-    def _partitions(self, conn: Connection, frame: pd.DataFrame) -> None:
-        if self.month_partitions_on:
-            self.warehouse.ensure_month_partitions(
-                conn, self.table, frame[self.month_partitions_on].dt.to_pydatetime()
+    def _write(self, frame: pd.DataFrame, data: bytes) -> None:
+        columns = ", ".join(frame.columns)
+        with self.warehouse.transaction() as conn:
+            # A batch's commit need not wait for its WAL to reach disk: the stream's final, synchronous commit
+            # (the watermark's) flushes it all, and a batch lost in a server crash is read again on the rerun
+            # (the watermark has not moved). Nothing becomes inconsistent either way.
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            if self.month_partitions_on:
+                self.warehouse.ensure_month_partitions(
+                    conn, self.table, frame[self.month_partitions_on].dt.to_pydatetime()
+                )
+            if self._direct and not frame.duplicated(subset=list(self.key)).any():
+                try:
+                    with conn.begin_nested():
+                        _copy_data(conn, f"{self.table} ({columns})", data)
+                    self.counts += UpsertCounts(inserted=len(frame))
+                    return
+                except psycopg.errors.UniqueViolation:
+                    self._direct = False  # rows already stored: stage and merge from now on
+            stage = f"_stage_{self.table}"
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {self.table} INCLUDING DEFAULTS) ON COMMIT DROP"
             )
-
-    def _merge(self, staged: Future, slot: str, frame: pd.DataFrame) -> None:
-        staged.result()
-        with self.warehouse.transaction() as conn:
-            self._partitions(conn, frame)
-            counts = self.warehouse._merge(conn, self.table, slot, frame, self.key, self.guard, False)
-        self.counts += counts
-
-    def _insert(self, frame: pd.DataFrame) -> None:
-        """COPY the batch straight into the table; if a key is there already, merge it instead."""
-        with self.warehouse.transaction() as conn:
-            self._partitions(conn, frame)
-            rows = frame
-            if "last_synced_at" in self._target.c and "last_synced_at" not in frame.columns:
-                rows = frame.assign(last_synced_at=pd.Timestamp.now(tz="UTC"))
-            try:
-                with conn.begin_nested():
-                    self.warehouse._copy_rows(conn, self.table, self._target, rows)
-                counts = UpsertCounts(inserted=len(frame))
-            except psycopg.errors.UniqueViolation:
-                self._direct = False
-                counts = self.warehouse.upsert_frame(conn, self.table, frame, key=self.key, guard=self.guard)
-        self.counts += counts
+            conn.exec_driver_sql(f"TRUNCATE {stage}")
+            _copy_data(conn, f"{stage} ({columns})", data)
+            self.counts += self.warehouse._merge(conn, self.table, stage, frame, self.key, self.guard, False)
 
     def __enter__(self) -> PipelinedUpserts:
         return self
@@ -415,21 +415,27 @@ class PipelinedUpserts:
 
     def finish(self) -> None:
         """Wait for every batch; raises the first error."""
-        for merge in self._merges:
-            merge.result()
+        while self._pending:
+            self._pending.pop(0).result()
 
     def close(self) -> None:
-        for merge in self._merges:
-            merge.cancel()
-        self._stager.shutdown(wait=True)
-        self._merger.shutdown(wait=True)
-        with self.warehouse.engine.begin() as conn:
-            for slot in self._slots:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {slot}")
+        for pending in self._pending:
+            pending.cancel()
+        self._writer.shutdown(wait=True)  # a batch under way finishes (or rolls back) its own transaction
+        self._format_conn.close()
 
 
-_PIPELINES = itertools.count()
-SLOTS = 3  # staging tables of a pipeline: one merging, one being staged, one ready
+DEPTH = 2  # formatted batches waiting for the writer (memory stays bounded)
+CHUNK = 1 << 20
+
+
+def _copy_data(conn: Connection, target: str, data: bytes) -> None:
+    """COPY already formatted text-format data into `target` ("table (columns)")."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {target} FROM STDIN") as copy:
+        view = memoryview(data)
+        for start in range(0, len(data), CHUNK):
+            copy.write(view[start : start + CHUNK])
 
 
 def _column_values(series: pd.Series, column_type: Any) -> list:
