@@ -345,7 +345,7 @@ def request_attributes(family: Family, call: ReportCall, revision: str, metric_i
         attributes["interval"] = "daily"
     if family.needs_conversion_metric:
         attributes["conversion_metric_id"] = metric_id
-    if family.name == "campaign":
+    if family.name == "campaign" and revision >= "2025-10-15":  # group_by for campaigns from 2025-10-15
         attributes["group_by"] = list(family.groupings)
     return attributes
 

@@ -395,3 +395,43 @@ def test_the_catchup_sensor_asks_for_missing_days_and_skips_while_the_quota_is_s
     assert isinstance(skipped, dg.SkipReason)
     assert "225/225 requests used" in skipped.skip_message and "wait for 00:00 UTC" in skipped.skip_message
     assert not report_calls(sim)  # the sensor never spends report quota itself
+
+
+def test_malformed_report_responses_are_refused_with_a_clear_error():
+    from resources.reports import ReportFormatError, report_rows
+
+    family, call = FAMILIES["form"], ReportCall("form", dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    at = dt.datetime(2026, 1, 3, tzinfo=UTC)
+    good = {
+        "attributes": {
+            "date_times": ["2026-01-01T00:00:00-05:00", "2026-01-02T00:00:00-05:00"],
+            "results": [
+                {"groupings": {"form_id": "F1"}, "statistics": {"submits": [3, 4], "new_stat": [1, 2]}}
+            ],
+        }
+    }
+    rows = report_rows(family, call, good, "acct", at, None)
+    assert rows["day"].tolist() == [dt.date(2026, 1, 1), dt.date(2026, 1, 2)]  # the account's calendar days
+    assert rows["submits"].tolist() == [3, 4] and rows["statistics"][1] == {"submits": 4, "new_stat": 2}
+    bad = [
+        ({"attributes": {"results": "nope", "date_times": []}}, "results is not a list"),
+        ({"attributes": {"results": []}}, "without data.attributes.date_times"),
+        (
+            {"attributes": {"date_times": ["2026-01-01"], "results": [{"groupings": {}, "statistics": {}}]}},
+            "has no \\['form_id'\\]",
+        ),
+        (
+            {
+                "attributes": {
+                    "date_times": ["2026-01-01", "2026-01-02"],
+                    "results": [{"groupings": {"form_id": "F1"}, "statistics": {"submits": [1]}}],
+                }
+            },
+            "does not align with date_times",
+        ),
+        ({"attributes": {"date_times": ["soon"], "results": []}}, "unreadable date_times"),
+        ("<html>", "no data.attributes"),
+    ]
+    for data, message in bad:
+        with pytest.raises(ReportFormatError, match=message):
+            report_rows(family, call, data, "acct", at, None)
