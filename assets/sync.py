@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
+from sqlalchemy import text
 
 from assets.transform import (
     SHAPES,
@@ -30,6 +31,7 @@ from assets.transform import (
 from resources import sync_status
 from resources.klaviyo import KlaviyoClient, Page
 from resources.klaviyo_api import Cond
+from resources.textsafe import escape_text, unescape_text
 from resources.warehouse import ENTITY_KEY, UpsertCounts, Warehouse
 
 UTC = dt.UTC
@@ -340,3 +342,63 @@ def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoC
     run.throttled = after.throttled
     run.throttled_seconds = after.throttled_seconds
     run.watermark = outcome.watermark
+
+
+@dataclass
+class Reconciled:
+    """What a deletion reconciliation found for one entity."""
+
+    entity: str
+    listed: int
+    marked_deleted: list[str]
+
+
+class ReconcileRefused(RuntimeError):
+    """A listing would mark too many rows deleted at once (more likely a short listing than a mass deletion)."""
+
+
+def reconcile_deletions(
+    entity: str,
+    client: KlaviyoClient,
+    warehouse: Warehouse,
+    max_deleted_share: float = 0.5,
+) -> Reconciled:
+    """Klaviyo's API never reports deletions: list every id of the entity and mark the live rows it no longer
+    lists with `deleted_at` (never a hard delete; a later sync that sees the record again revives it).
+
+    Only rows last synced before the listing began are candidates, so a record created meanwhile and loaded
+    by a concurrent sync is not mistaken for a deleted one. Nothing is marked if the listing fails, or if it
+    would mark more than `max_deleted_share` of the live rows."""
+    plan = PLANS[entity]
+    account_id = client.account_id()
+    began = dt.datetime.now(UTC)
+    ids = [
+        r["id"]
+        for page in client.list_window(entity)
+        for r in page.records
+        if isinstance(r, dict) and "id" in r
+    ]
+    with warehouse.transaction() as conn:
+        live = conn.execute(
+            text(f"SELECT count(*) FROM {plan.table} WHERE account_id = :a AND deleted_at IS NULL"),
+            {"a": account_id},
+        ).scalar_one()
+        gone = (
+            conn.execute(
+                text(
+                    f"""UPDATE {plan.table} SET deleted_at = now(), updated_at = now()
+                        WHERE account_id = :a AND deleted_at IS NULL AND NOT (id = ANY(:ids))
+                          AND (last_synced_at IS NULL OR last_synced_at < :began)
+                        RETURNING id"""
+                ),
+                {"a": account_id, "ids": [escape_text(i) for i in ids], "began": began},
+            )
+            .scalars()
+            .all()
+        )
+        if gone and len(gone) > max_deleted_share * live:
+            raise ReconcileRefused(
+                f"klaviyo/{entity}: the listing ({len(ids)} ids) would mark {len(gone)} of {live} live rows "
+                f"deleted (over {max_deleted_share:.0%}); nothing was marked"
+            )
+    return Reconciled(entity, len(ids), sorted(unescape_text(i) for i in gone))

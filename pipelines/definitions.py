@@ -5,11 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.entities import entity_assets, volume_assets
+from assets.reconcile import deletions
 from assets.stats import entity_summaries, klaviyo_stats
 from pipelines import settings
 from pipelines.checks import entity_checks, stats_checks
-from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, stats_job
-from pipelines.schedules import klaviyo_incremental_schedule, klaviyo_settle_schedule
+from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, reconcile_job, stats_job
+from pipelines.schedules import (
+    klaviyo_incremental_schedule,
+    klaviyo_reconcile_schedule,
+    klaviyo_settle_schedule,
+)
 from pipelines.sensors import (
     klaviyo_bootstrap_sensor,
     klaviyo_change_sensor,
@@ -21,10 +26,10 @@ from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
-    assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries],
+    assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries, deletions],
     asset_checks=[*entity_checks, *stats_checks],
-    jobs=[all_entities_job, full_sync_job, stats_job, *entity_jobs.values()],
-    schedules=[klaviyo_incremental_schedule, klaviyo_settle_schedule],
+    jobs=[all_entities_job, full_sync_job, stats_job, reconcile_job, *entity_jobs.values()],
+    schedules=[klaviyo_incremental_schedule, klaviyo_settle_schedule, klaviyo_reconcile_schedule],
     sensors=[
         klaviyo_change_sensor,
         klaviyo_bootstrap_sensor,

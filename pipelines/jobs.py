@@ -39,3 +39,10 @@ full_sync_job = dg.define_asset_job(
     description="Everything: entities, profiles, events, report statistics and summary columns (the CLI's sync).",
     tags={"klaviyo/job": "full"},
 )
+
+reconcile_job = dg.define_asset_job(
+    "klaviyo_reconcile_deletions",
+    selection=dg.AssetSelection.assets(dg.AssetKey(["klaviyo", "deletions"])),
+    description="Mark rows Klaviyo no longer lists as deleted (deleted_at), for the small entities.",
+    tags={"klaviyo/job": "reconcile"},
+)

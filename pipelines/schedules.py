@@ -1,11 +1,12 @@
-"""Schedules: frequent incremental runs of today's partition, and a daily settle run of yesterday's."""
+"""Schedules: frequent incremental runs of today's partition, a daily settle run of yesterday's, and a daily
+deletion reconciliation."""
 
 import datetime as dt
 
 import dagster as dg
 
 from assets.entities import ALL_ASSETS
-from pipelines.jobs import all_entities_job
+from pipelines.jobs import all_entities_job, reconcile_job
 
 
 def _day(when: dt.datetime) -> str:
@@ -35,3 +36,13 @@ def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
     config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ALL_ASSETS}}
     return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})
+
+
+klaviyo_reconcile_schedule = dg.ScheduleDefinition(
+    name="klaviyo_reconcile_schedule",
+    job=reconcile_job,
+    cron_schedule="15 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Daily at 03:15 UTC: one full id listing per small entity; rows Klaviyo no longer has get deleted_at.",
+)

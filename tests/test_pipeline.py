@@ -345,14 +345,19 @@ def test_definitions_load_with_the_expected_shape():
         "campaign_stats",
         "entity_summaries",
     }
-    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats)}
+    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats, "deletions")}
     assert {j.name for j in defs.jobs} == {
         "klaviyo_sync_all",
         "klaviyo_sync_stats",
         "klaviyo_full_sync",
+        "klaviyo_reconcile_deletions",
         *(f"klaviyo_sync_{e}" for e in ALL_ASSETS),
     }
-    assert {s.name for s in defs.schedules} == {"klaviyo_incremental_schedule", "klaviyo_settle_schedule"}
+    assert {s.name for s in defs.schedules} == {
+        "klaviyo_incremental_schedule",
+        "klaviyo_settle_schedule",
+        "klaviyo_reconcile_schedule",
+    }
     assert {s.name for s in defs.sensors} == {
         "klaviyo_change_sensor",
         "klaviyo_bootstrap_sensor",
