@@ -173,15 +173,8 @@ class Warehouse(dg.ConfigurableResource):
         if frame.empty:
             return UpsertCounts()
         target = self.table(table, conn)
-        columns = list(frame.columns)
-        unknown = [c for c in columns if c not in target.c]
-        if unknown:
-            raise WarehouseError(f"{table}: no such columns {unknown}")
-        stage = f"_stage_{table}"
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
-        conn.exec_driver_sql(f"TRUNCATE {stage}")
+        _check_columns(table, target, frame)
+        stage = _temp_stage(conn, table)
         self._copy_rows(conn, stage, target, frame)
         return self._merge(conn, table, stage, frame, key, guard, changed_only)
 
@@ -218,17 +211,15 @@ class Warehouse(dg.ConfigurableResource):
             conditions.append("t.deleted_at IS NOT NULL")
         if guard and changed_only:
             conditions.append(f"((t.{guard} IS NULL OR excluded.{guard} >= t.{guard}) AND {differs})")
-            order = f"{key_list}, {guard} DESC NULLS LAST"
         elif guard:
             conditions += [
                 f"(t.{guard} IS NULL AND excluded.{guard} IS NOT NULL)",
                 f"excluded.{guard} > t.{guard}",
                 f"(excluded.{guard} IS NOT DISTINCT FROM t.{guard} AND {differs})",
             ]
-            order = f"{key_list}, {guard} DESC NULLS LAST"
         else:
             conditions.append(differs)
-            order = key_list
+        order = f"{key_list}, {guard} DESC NULLS LAST" if guard else key_list
         extra_cols = (
             ", last_synced_at" if "last_synced_at" in target.c and "last_synced_at" not in columns else ""
         )
@@ -317,12 +308,9 @@ class Warehouse(dg.ConfigurableResource):
 
     @staticmethod
     def _copy_rows(conn: Connection, table: str, target: Table, frame: pd.DataFrame) -> None:
-        columns = list(frame.columns)
-        arrays = [_column_values(series, target.c[name].type) for name, series in frame.items()]
         raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in zip(*arrays, strict=True):
-                copy.write_row(row)
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN") as copy:
+            _write_rows(copy, target, frame)
 
 
 class PipelinedUpserts:
@@ -355,9 +343,7 @@ class PipelinedUpserts:
         """Queue a frame; raises the first error of an earlier batch. At most DEPTH batches wait."""
         if frame.empty:
             return
-        unknown = [c for c in frame.columns if c not in self._target.c]
-        if unknown:
-            raise WarehouseError(f"{self.table}: no such columns {unknown}")
+        _check_columns(self.table, self._target, frame)
         if "last_synced_at" in self._target.c and "last_synced_at" not in frame.columns:
             frame = frame.assign(last_synced_at=pd.Timestamp.now(tz="UTC"))
         data = self._format(frame)
@@ -366,14 +352,12 @@ class PipelinedUpserts:
         self._pending.append(self._writer.submit(self._write, frame, data))
 
     def _format(self, frame: pd.DataFrame) -> bytes:
-        arrays = [_column_values(series, self._target.c[name].type) for name, series in frame.items()]
         buffer = io.BytesIO()
         with (
             self._format_conn.driver_connection.cursor() as cur,
             psycopg.Copy(cur, binary=False, writer=psycopg.copy.FileWriter(buffer)) as copy,
         ):
-            for row in zip(*arrays, strict=True):
-                copy.write_row(row)
+            _write_rows(copy, self._target, frame)
         return buffer.getvalue()
 
     def _write(self, frame: pd.DataFrame, data: bytes) -> None:
@@ -395,11 +379,7 @@ class PipelinedUpserts:
                     return
                 except psycopg.errors.UniqueViolation:
                     self._direct = False  # rows already stored: stage and merge from now on
-            stage = f"_stage_{self.table}"
-            conn.exec_driver_sql(
-                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {self.table} INCLUDING DEFAULTS) ON COMMIT DROP"
-            )
-            conn.exec_driver_sql(f"TRUNCATE {stage}")
+            stage = _temp_stage(conn, self.table)
             _copy_data(conn, f"{stage} ({columns})", data)
             self.counts += self.warehouse._merge(conn, self.table, stage, frame, self.key, self.guard, False)
 
@@ -427,6 +407,29 @@ class PipelinedUpserts:
 
 DEPTH = 2  # formatted batches waiting for the writer (memory stays bounded)
 CHUNK = 1 << 20
+
+
+def _check_columns(table: str, target: Table, frame: pd.DataFrame) -> None:
+    unknown = [c for c in frame.columns if c not in target.c]
+    if unknown:
+        raise WarehouseError(f"{table}: no such columns {unknown}")
+
+
+def _temp_stage(conn: Connection, table: str) -> str:
+    """An empty temporary table shaped like `table`, dropped when the transaction ends; its name."""
+    stage = f"_stage_{table}"
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    conn.exec_driver_sql(f"TRUNCATE {stage}")
+    return stage
+
+
+def _write_rows(copy: psycopg.Copy, target: Table, frame: pd.DataFrame) -> None:
+    """The frame's rows into a COPY, converted column by column for `target`'s types."""
+    arrays = [_column_values(series, target.c[name].type) for name, series in frame.items()]
+    for row in zip(*arrays, strict=True):
+        copy.write_row(row)
 
 
 def _copy_data(conn: Connection, target: str, data: bytes) -> None:
