@@ -8,7 +8,7 @@ whose timestamps cannot be parsed, is rejected with a reason instead of stopping
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,15 +162,20 @@ SHAPES: dict[str, EntityShape] = {
 _DTYPES = {"text": "object", "bool": "boolean", "int": "Int64"}
 
 
-def _identify(record: Any) -> tuple[str, dict[str, Any]] | Rejected:
-    """A record's id and attributes, or why it cannot be loaded."""
-    rid = record.get("id") if isinstance(record, dict) else None
-    if not isinstance(rid, str) or not rid:
-        return Rejected(None, f"record without an id: {str(record)[:200]}")
-    attributes = record.get("attributes")
-    if not isinstance(attributes, dict):
-        return Rejected(rid, "record without attributes")
-    return rid, attributes
+def _identified(
+    records: Iterable[Any], rejected: list[Rejected]
+) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """Each record with its id and attributes; a record without them is added to `rejected`, saying why."""
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        if not isinstance(rid, str) or not rid:
+            rejected.append(Rejected(None, f"record without an id: {str(record)[:200]}"))
+            continue
+        attributes = record.get("attributes")
+        if not isinstance(attributes, dict):
+            rejected.append(Rejected(rid, "record without attributes"))
+            continue
+        yield record, rid, attributes
 
 
 def transform(
@@ -181,12 +186,7 @@ def transform(
     context = dict(context or {})
     rows: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
-    for record in records:
-        identified = _identify(record)
-        if isinstance(identified, Rejected):
-            rejected.append(identified)
-            continue
-        rid, attributes = identified
+    for record, rid, attributes in _identified(records, rejected):
         ctx = {**context, "_relationships": record.get("relationships") or {}}
         row: dict[str, Any] = {"id": rid, "account_id": account_id}
         try:
@@ -266,12 +266,7 @@ def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> Tr
                                              "last_event_date", *LOCATION_FIELDS, "latitude", "longitude",
                                              "properties", "subscriptions", "predictive_analytics", "attributes_extra")}  # fmt: skip
     rejected: list[Rejected] = []
-    for record in records:
-        identified = _identify(record)
-        if isinstance(identified, Rejected):
-            rejected.append(identified)
-            continue
-        rid, attrs = identified
+    for record, rid, attrs in _identified(records, rejected):
         location = attrs.get("location") if isinstance(attrs.get("location"), dict) else {}
         cols["id"].append(rid)
         cols["account_id"].append(account_id)
@@ -298,15 +293,7 @@ def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> Tr
                 if isinstance(v, dict) and "data" in v
             }
         cols["attributes_extra"].append(extra)
-    frame = pd.DataFrame(cols)
-    bad: dict[int, str] = {}
-    for c in ("created_date", "updated_date", "last_event_date"):
-        frame[c], unreadable = _parse_datetimes(cols[c])
-        for i, reason in unreadable.items():
-            bad.setdefault(i, f"{c}: {reason}")
-    if bad:
-        rejected += [Rejected(frame.at[i, "id"], reason) for i, reason in sorted(bad.items())]
-        frame = frame.drop(index=list(bad)).reset_index(drop=True)
+    frame = _frame_with_datetimes(cols, ("created_date", "updated_date", "last_event_date"), rejected)
     return TransformResult(frame, rejected)
 
 
@@ -315,17 +302,11 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
 
     Datetimes are parsed for the whole batch at once (pandas, ISO 8601 in any shape Klaviyo sends); an entry
     pandas cannot read is parsed on its own, and rejected with the reason if that fails too."""
-    cols: dict[str, list] = {c: [] for c in ("id", "account_id", "timestamp", "uuid", "metric_id",
+    cols: dict[str, list] = {c: [] for c in ("id", "account_id", "datetime", "timestamp", "uuid", "metric_id",
                                              "profile_id", "value", "attribution_ids", "event_properties",
                                              "attributes_extra")}  # fmt: skip
-    when_raw: list[Any] = []
     rejected: list[Rejected] = []
-    for record in records:
-        identified = _identify(record)
-        if isinstance(identified, Rejected):
-            rejected.append(identified)
-            continue
-        rid, attrs = identified
+    for record, rid, attrs in _identified(records, rejected):
         when = attrs.get("datetime")
         stamp = attrs.get("timestamp")
         if when is None:
@@ -337,7 +318,7 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
         props = attrs.get("event_properties")
         props = props if isinstance(props, dict) else {}
         attributions = (relationships.get("attributions") or {}).get("data")
-        when_raw.append(when)
+        cols["datetime"].append(when)
         cols["id"].append(rid)
         cols["account_id"].append(account_id)
         cols["timestamp"].append(stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None)
@@ -350,15 +331,27 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
         )
         cols["event_properties"].append(props)
         cols["attributes_extra"].append({k: v for k, v in attrs.items() if k not in EVENT_KNOWN})
-    frame = pd.DataFrame(cols)
-    when, bad = _parse_datetimes(when_raw)
-    frame.insert(2, "datetime", when)
-    if bad:
-        rejected += [Rejected(frame.at[i, "id"], reason) for i, reason in bad.items()]
-        frame = frame.drop(index=list(bad)).reset_index(drop=True)
+    frame = _frame_with_datetimes(cols, ("datetime",), rejected)
     seconds = frame["datetime"].astype("int64") // 10**9 if len(frame) else frame["timestamp"]
     frame["timestamp"] = frame["timestamp"].fillna(seconds).astype("Int64")
     return TransformResult(frame, rejected)
+
+
+def _frame_with_datetimes(
+    cols: dict[str, list], datetimes: Iterable[str], rejected: list[Rejected]
+) -> pd.DataFrame:
+    """The columns as a frame, those named in `datetimes` parsed from the raw values Klaviyo sent; a row with
+    one that cannot be read is dropped and added to `rejected`, naming the column."""
+    frame = pd.DataFrame(cols)
+    bad: dict[int, str] = {}
+    for column in datetimes:
+        frame[column], unreadable = _parse_datetimes(cols[column])
+        for i, reason in unreadable.items():
+            bad.setdefault(i, f"{column}: {reason}")
+    if not bad:
+        return frame
+    rejected += [Rejected(frame.at[i, "id"], reason) for i, reason in sorted(bad.items())]
+    return frame.drop(index=list(bad)).reset_index(drop=True)
 
 
 def _parse_datetimes(values: list[Any]) -> tuple[pd.Series, dict[int, str]]:
