@@ -35,8 +35,6 @@ from resources.textsafe import escape_text, unescape_text
 from resources.warehouse import ENTITY_KEY, UpsertCounts, Warehouse
 
 UTC = dt.UTC
-JSON_COLUMNS = {"metadata", "properties", "subscriptions", "predictive_analytics", "attributes_extra"}
-JSON_COLUMNS |= {"event_properties", "attribution_ids"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class EntityPlan:
     watermark_column: str = "updated_date"
     streaming: bool = False
     batch_rows: int = 5_000
-    month_partitions_on: str | None = None
+    month_partitions_on: str | None = None  # monthly partitions made on demand (by the streaming loader)
     include: tuple[str, ...] = ()
     fetch_workers: int = 1  # threads reading sub-windows of a closed window at once (shared rate budget)
 
@@ -280,13 +278,6 @@ def sync_entity(
                 newest[0] = batch_newest.to_pydatetime()
         return frame
 
-    def write(conn, frame: pd.DataFrame) -> None:
-        if plan.month_partitions_on:
-            warehouse.ensure_month_partitions(
-                conn, plan.table, frame[plan.month_partitions_on].dt.to_pydatetime()
-            )
-        outcome.counts += warehouse.upsert_frame(conn, plan.table, frame, key=plan.key, guard=plan.guard)
-
     def finish(conn) -> None:
         # Never past now: a future-dated record must not hide the records that arrive before it.
         candidates = [t for t in (previous, newest[0]) if t is not None]
@@ -296,7 +287,7 @@ def sync_entity(
 
     try:
         if plan.streaming:
-            # Each batch commits on its own; Postgres merges one while the next is transformed and staged.
+            # Each batch commits on its own; Postgres loads one while the next is transformed and formatted.
             upserts = warehouse.pipelined_upserts(plan.table, plan.key, plan.guard, plan.month_partitions_on)
             try:
                 with upserts:
@@ -313,7 +304,9 @@ def sync_entity(
                 for records, context in _batches(pages(), plan.batch_rows):
                     frame = prepare(records, context)
                     if frame is not None:
-                        write(conn, frame)
+                        outcome.counts += warehouse.upsert_frame(
+                            conn, plan.table, frame, key=plan.key, guard=plan.guard
+                        )
                 finish(conn)
     except Exception as exc:
         outcome.watermark = previous
