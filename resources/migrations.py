@@ -25,10 +25,6 @@ class Migration:
     path: Path
 
     @property
-    def sql(self) -> str:
-        return self.path.read_text(encoding="utf-8")
-
-    @property
     def checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
@@ -89,19 +85,13 @@ def apply_migrations(
             for migration in migrations:
                 if migration.version in recorded:
                     continue
-                try:
-                    with conn.begin():
-                        # Raw driver cursor: a migration file holds several statements.
-                        with conn.connection.driver_connection.cursor() as cur:
-                            cur.execute(migration.sql)
-                        conn.execute(
-                            text(
-                                "INSERT INTO schema_migrations (version, name, checksum) VALUES (:v, :n, :c)"
-                            ),
-                            {"v": migration.version, "n": migration.path.name, "c": migration.checksum},
-                        )
-                except Exception as exc:
-                    raise MigrationError(f"{migration.path.name} failed: {exc}") from exc
+                _run_file(
+                    conn,
+                    migration.path,
+                    migration.path.name,
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (:v, :n, :c)",
+                    {"v": migration.version, "n": migration.path.name, "c": migration.checksum},
+                )
                 applied_now.append(migration.path.name)
             if views_directory is not None:
                 # A migration may have dropped views to change what they read: re-create them all then.
@@ -111,6 +101,18 @@ def apply_migrations(
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
             conn.commit()
     return applied_now
+
+
+def _run_file(conn, path: Path, label: str, record: str, params: dict) -> None:
+    """Run a SQL file and record it, in one transaction; a failure names the file."""
+    try:
+        with conn.begin():
+            # Raw driver cursor: a file holds several statements.
+            with conn.connection.driver_connection.cursor() as cur:
+                cur.execute(path.read_text(encoding="utf-8"))
+            conn.execute(text(record), params)
+    except Exception as exc:
+        raise MigrationError(f"{label} failed: {exc}") from exc
 
 
 def _apply_views(conn, directory: Path, force: bool = False) -> list[str]:
@@ -128,19 +130,14 @@ def _apply_views(conn, directory: Path, force: bool = False) -> list[str]:
         checksum = hashlib.sha256(path.read_bytes()).hexdigest()
         if recorded.get(path.name) == checksum and not force:
             continue
-        try:
-            with conn.begin():
-                with conn.connection.driver_connection.cursor() as cur:
-                    cur.execute(path.read_text(encoding="utf-8"))
-                conn.execute(
-                    text(
-                        "INSERT INTO schema_views (name, checksum) VALUES (:n, :c) ON CONFLICT (name) DO UPDATE"
-                        " SET checksum = excluded.checksum, applied_at = now()"
-                    ),
-                    {"n": path.name, "c": checksum},
-                )
-        except Exception as exc:
-            raise MigrationError(f"views/{path.name} failed: {exc}") from exc
+        _run_file(
+            conn,
+            path,
+            f"views/{path.name}",
+            "INSERT INTO schema_views (name, checksum) VALUES (:n, :c) ON CONFLICT (name) DO UPDATE"
+            " SET checksum = excluded.checksum, applied_at = now()",
+            {"n": path.name, "c": checksum},
+        )
         applied.append(f"views/{path.name}")
     return applied
 
