@@ -4,13 +4,13 @@ import datetime as dt
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import text
 
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
 from pipelines import settings
 from pipelines.partitions import daily_partitions
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.klaviyo_api import Cond
+from resources.reports import metric_ids_by_name
 from resources.warehouse import Warehouse
 
 UTC = dt.UTC
@@ -94,21 +94,14 @@ def _request_options(entity: str, config: SyncConfig, client, warehouse: Warehou
         ids = list(config.metric_ids)
         if config.metric_names:
             with warehouse.engine.connect() as conn:
-                found = dict(
-                    conn.execute(
-                        text(
-                            "SELECT name, id FROM klaviyo_metrics WHERE account_id = :a AND name = ANY(:n) AND deleted_at IS NULL"
-                        ),
-                        {"a": client.account_id(), "n": list(config.metric_names)},
-                    ).all()
-                )
+                found = metric_ids_by_name(conn, client.account_id(), config.metric_names)
             missing = sorted(set(config.metric_names) - set(found))
             if missing:
                 raise dg.Failure(
                     f"klaviyo/{entity}: no metric named {missing} in klaviyo_metrics; sync metrics first",
                     allow_retries=False,
                 )
-            ids += list(found.values())
+            ids += [found[name][0] for name in config.metric_names]  # the oldest of a repeated name
         return {"filter_passes": tuple((Cond("equals", "metric_id", mid),) for mid in dict.fromkeys(ids))}
     return {}
 

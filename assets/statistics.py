@@ -25,7 +25,6 @@ from resources.reports import (
 from resources.warehouse import UpsertCounts, Warehouse
 
 UTC = dt.UTC
-REPORT_ENDPOINT_PREFIX = "/api/"
 REFUSAL_MEMORY = dt.timedelta(days=1)
 
 
@@ -52,10 +51,6 @@ class FamilyOutcome:
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     skipped: str | None = None  # why the family was not loaded at all (no metric, metric refused)
     metric_note: str | None = None
-
-    @property
-    def complete(self) -> bool:
-        return not self.deferred and self.skipped is None
 
 
 @dataclass
@@ -125,7 +120,7 @@ def load_statistics(
             if metric_id is None:
                 outcome.skipped = outcome.metric_note
             elif refusal:
-                outcome.skipped = f"Klaviyo refused conversion metric {metric_id} for values data: {refusal}"
+                outcome.skipped = _refusal(metric_id, refusal)
             if outcome.skipped:
                 log.warning(f"{family.report}: skipped: {outcome.skipped}")
                 continue
@@ -139,7 +134,6 @@ def load_statistics(
                     family.report, request_attributes(family, call, client.revision, metric_id)
                 )
             except QuotaExhausted as exc:
-                ledger.add(_report_requests(client) - before - 1)
                 ledger.close_day()
                 ledger.log_call(
                     call, "quota_exhausted", metric_id=metric_id, run_id=request.run_id, detail=str(exc)
@@ -148,27 +142,21 @@ def load_statistics(
                 exhausted = True
                 outcome.deferred = calls[index:]
                 break
-            except KlaviyoApiError as exc:
-                ledger.add(_report_requests(client) - before - 1)
-                if _metric_refused(exc):
+            except Exception as exc:
+                if isinstance(exc, KlaviyoApiError) and _metric_refused(exc):
                     ledger.log_call(
                         call, "refused", metric_id=metric_id, run_id=request.run_id, detail=exc.detail
                     )
-                    outcome.skipped = (
-                        f"Klaviyo refused conversion metric {metric_id} for values data: {exc.detail}"
-                    )
+                    outcome.skipped = _refusal(metric_id, exc.detail)
                     log.warning(f"{family.report}: skipped: {outcome.skipped}")
                     break
-                ledger.log_call(call, "failed", metric_id=metric_id, run_id=request.run_id, detail=str(exc))
-                raise
-            except Exception as exc:
-                ledger.add(_report_requests(client) - before - 1)
                 ledger.log_call(
                     call, "failed", metric_id=metric_id, run_id=request.run_id, detail=str(exc)[:2000]
                 )
                 raise
-            requests = _report_requests(client) - before
-            ledger.add(requests - 1)
+            finally:
+                requests = _report_requests(client) - before
+                ledger.add(requests - 1)  # the reserved slot counted one; retries count too
             fetched_at = ledger.clock()
             frame = report_rows(family, call, data, account_id, fetched_at, metric_id)
             with warehouse.transaction() as conn:
@@ -193,6 +181,10 @@ def load_statistics(
             )
     used, closed = ledger.usage()
     return StatsOutcome(account_id, outcomes, used, ledger.quota, quota_exhausted=exhausted or closed)
+
+
+def _refusal(metric_id: str, detail: str) -> str:
+    return f"Klaviyo refused conversion metric {metric_id} for values data: {detail}"
 
 
 def _report_requests(client: KlaviyoClient) -> int:

@@ -12,7 +12,7 @@ from assets.statistics import StatsOutcome, StatsRequest, load_statistics, refre
 from pipelines import settings
 from pipelines.partitions import daily_partitions
 from resources.klaviyo import KlaviyoApiError, KlaviyoResource
-from resources.reports import FAMILIES, ReportFormatError, ReportLedger
+from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError, ReportLedger
 from resources.warehouse import Warehouse
 
 UTC = dt.UTC
@@ -54,7 +54,9 @@ class StatsConfig(dg.Config):
         default=None, description="Conversion metric by id (wins over the name)."
     )
     daily_quota: int = Field(
-        default=225, ge=1, description="Report requests allowed per account and UTC day (Klaviyo: 225)."
+        default=DAILY_QUOTA,
+        ge=1,
+        description="Report requests allowed per account and UTC day (Klaviyo: 225).",
     )
 
 
@@ -170,7 +172,7 @@ def sparkline(values: list[float]) -> str:
 _CHARTS = {
     "segment": (
         "segment_growth",
-        """SELECT s.segment_id, coalesce(g.name, s.segment_id) AS name,
+        """SELECT coalesce(g.name, s.segment_id) AS name,
                   array_agg(s.total_members ORDER BY s.day) AS series
            FROM klaviyo_segment_stats_daily s
            LEFT JOIN klaviyo_segments g ON g.account_id = s.account_id AND g.id = s.segment_id
@@ -179,14 +181,13 @@ _CHARTS = {
     ),
     "flow": (
         "daily_revenue",
-        """SELECT 'all flows' AS segment_id, 'all flows' AS name,
-                  array_agg(revenue ORDER BY day) AS series
+        """SELECT 'all flows' AS name, array_agg(revenue ORDER BY day) AS series
            FROM (SELECT day, sum(conversion_value) AS revenue FROM klaviyo_flow_stats_daily
                  WHERE account_id = :a AND day > current_date - 60 GROUP BY day) d""",
     ),
     "form": (
         "daily_submits",
-        """SELECT 'all forms' AS segment_id, 'all forms' AS name, array_agg(submits ORDER BY day) AS series
+        """SELECT 'all forms' AS name, array_agg(submits ORDER BY day) AS series
            FROM (SELECT day, sum(submits) AS submits FROM klaviyo_form_stats_daily
                  WHERE account_id = :a AND day > current_date - 60 GROUP BY day) d""",
     ),
@@ -232,11 +233,7 @@ def entity_summaries(
     context: dg.AssetExecutionContext, config: SummaryConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     warehouse.ensure_migrated()
-    client = klaviyo.fresh_client()
-    try:
-        account_id = client.account_id()
-    finally:
-        client.close()
+    account_id = klaviyo.account_id()
     today = dt.datetime.now(UTC).date()
     changed = refresh_summaries(warehouse, account_id, today, config.days)
     context.log.info(f"summary columns over {config.days} days to {today}: rows changed {changed}")

@@ -93,36 +93,31 @@ ENTITY_OF = {
     "segment": "klaviyo_segments",
     "campaign": "klaviyo_campaigns",
 }
-RATES = {
-    "flow": tuple(c for c in FAMILIES["flow"].figures if c.endswith("_rate")),
-    "campaign": tuple(c for c in FAMILIES["campaign"].figures if c.endswith("_rate")),
-    "form": ("submit_rate",),
-    "segment": (),
-}
+
+
+def _rows_where(warehouse: Warehouse, table: str, condition: str) -> int:
+    warehouse.ensure_migrated()
+    with warehouse.engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table} WHERE {condition}")).scalar_one()
 
 
 def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
     family = FAMILIES[name]
     table, key = family.table, STATS_KEYS[name]
+    rates = [c for c in family.figures if c.endswith("_rate")]
     counts = [c for c in family.counts if c != "net_members_changed"]
     id_column = f"{name}_id"
 
     @dg.asset_check(asset=key, name="rates_within_0_1", description=f"Every rate in {table} is in [0, 1].")
     def rates_within_0_1(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        if not RATES[name]:
+        if not rates:
             return dg.AssetCheckResult(passed=True, metadata={"rates": "none in this report"})
-        outside = " OR ".join(f"{c} < 0 OR {c} > 1" for c in RATES[name])
-        with warehouse.engine.connect() as conn:
-            bad = conn.execute(text(f"SELECT count(*) FROM {table} WHERE {outside}")).scalar_one()
+        bad = _rows_where(warehouse, table, " OR ".join(f"{c} < 0 OR {c} > 1" for c in rates))
         return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
 
     @dg.asset_check(asset=key, name="counts_non_negative", description=f"No count in {table} is negative.")
     def counts_non_negative(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        negative = " OR ".join(f"{c} < 0" for c in counts)
-        with warehouse.engine.connect() as conn:
-            bad = conn.execute(text(f"SELECT count(*) FROM {table} WHERE {negative}")).scalar_one()
+        bad = _rows_where(warehouse, table, " OR ".join(f"{c} < 0" for c in counts))
         return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_with_negative_counts": bad})
 
     @dg.asset_check(

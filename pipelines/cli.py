@@ -172,8 +172,8 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
     with prepared() as env:
         from assets.statistics import StatsRequest, plan
         from pipelines import settings
-        from resources.klaviyo import KlaviyoClient
-        from resources.reports import ReportLedger
+        from resources.klaviyo import KlaviyoResource
+        from resources.reports import FAMILIES, ReportLedger
         from resources.warehouse import Warehouse
 
         warehouse = Warehouse(url=env.warehouse_url)
@@ -181,16 +181,13 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
         today = dt.datetime.now(dt.UTC).date()
         first = dt.date.fromisoformat(args.start or settings.start_date())
         last = dt.date.fromisoformat(args.end) if args.end else today
-        client = KlaviyoClient(
-            os.environ["KLAVIYO_API_KEY"],
+        account = KlaviyoResource(
+            api_key=os.environ["KLAVIYO_API_KEY"],
             base_url=env.klaviyo_base_url,
+            revision=settings.revision(),
             rate_time_scale=settings.rate_time_scale(),
-        )
-        try:
-            account = client.account_id()
-        finally:
-            client.close()
-        request = StatsRequest(["flow", "form", "segment", "campaign"], first, last, args.lookback_days)
+        ).account_id()
+        request = StatsRequest(list(FAMILIES), first, last, args.lookback_days)
         calls = plan(request, warehouse, account, dt.datetime.now(dt.UTC))
         ledger = ReportLedger(warehouse.engine, account, quota=args.daily_quota)
         total, left = sum(len(c) for c in calls.values()), ledger.remaining()
@@ -240,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--start", help="first day (YYYY-MM-DD); default: KLAVIYO_START_DATE")
     stats.add_argument("--end", help="last day (YYYY-MM-DD); default: today")
     stats.add_argument("--lookback-days", type=int, default=7)
-    stats.add_argument("--daily-quota", type=int, default=225)
+    stats.add_argument("--daily-quota", type=int, default=225, help="report requests a day (Klaviyo: 225)")
     stats.set_defaults(func=cmd_plan_stats)
     mig = sub.add_parser("migrate", help="apply pending warehouse migrations")
     mig.set_defaults(func=cmd_migrate)

@@ -137,11 +137,7 @@ def klaviyo_stats_catchup_sensor(
     warehouse.ensure_migrated()
     first = dt.date.fromisoformat(daily_partitions.get_first_partition_key())
     today = dt.datetime.now(UTC).date()
-    client = klaviyo.fresh_client()
-    try:
-        account = client.account_id()
-    finally:
-        client.close()
+    account = klaviyo.account_id()
     missing: dict[str, list[dt.date]] = {}
     with warehouse.engine.connect() as conn:
         for name, family in FAMILIES.items():

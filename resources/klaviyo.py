@@ -565,3 +565,9 @@ class KlaviyoResource(dg.ConfigurableResource):
         )
         self._account_id = client.account_id()
         return client
+
+    def account_id(self) -> str:
+        """The account's id, looked up once (by the first client this resource hands out)."""
+        if self._account_id is None:
+            self.fresh_client().close()
+        return self._account_id

@@ -16,8 +16,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from resources.ratelimit import REPORTS
+
 UTC = dt.UTC
-DAILY_QUOTA = 225
+DAILY_QUOTA: int = REPORTS.daily  # report requests per account and day
 
 # Campaign and flow statistics (KLAVIYO_API.md §6); four more from revision 2025-10-15.
 MESSAGE_STATISTICS = (
@@ -428,6 +430,22 @@ def _figure(value: Any) -> float | None:
         return None
 
 
+def metric_ids_by_name(conn: Connection, account_id: str, names: Iterable[str]) -> dict[str, list[str]]:
+    """Ids of the live metrics of these names in klaviyo_metrics, oldest first (Klaviyo lets a name repeat,
+    and renames metrics: a name is resolved at run time, never stored as a key)."""
+    found: dict[str, list[str]] = {}
+    rows = conn.execute(
+        text(
+            "SELECT name, id FROM klaviyo_metrics WHERE account_id = :a AND name = ANY(:n) AND deleted_at IS NULL"
+            " ORDER BY created_date NULLS LAST, id"
+        ),
+        {"a": account_id, "n": list(names)},
+    )
+    for name, metric_id in rows:
+        found.setdefault(name, []).append(metric_id)
+    return found
+
+
 def resolve_conversion_metric(
     conn: Connection, account_id: str, name: str | None, metric_id: str | None
 ) -> tuple[str | None, str]:
@@ -437,17 +455,7 @@ def resolve_conversion_metric(
         return metric_id, f"conversion metric {metric_id} (configured id)"
     if not name:
         return None, "no conversion metric configured"
-    ids = (
-        conn.execute(
-            text(
-                "SELECT id FROM klaviyo_metrics WHERE account_id = :a AND name = :n AND deleted_at IS NULL"
-                " ORDER BY created_date NULLS LAST, id"
-            ),
-            {"a": account_id, "n": name},
-        )
-        .scalars()
-        .all()
-    )
+    ids = metric_ids_by_name(conn, account_id, [name]).get(name, [])
     if not ids:
         return (
             None,
