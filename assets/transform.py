@@ -255,11 +255,6 @@ def _number(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
-def _rel_id(relationships: dict, name: str) -> str | None:
-    data = (relationships.get(name) or {}).get("data")
-    return data.get("id") if isinstance(data, dict) else None
-
-
 def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> TransformResult:
     """Profiles -> klaviyo_profiles rows: typed defaults and location, properties and unknown attributes in JSONB."""
     cols: dict[str, list] = {c: [] for c in ("id", "account_id", *PROFILE_FIELDS, "created_date", "updated_date",
@@ -301,40 +296,69 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
     """Events -> klaviyo_events rows: metric, profile and attribution ids from the relationships.
 
     Datetimes are parsed for the whole batch at once (pandas, ISO 8601 in any shape Klaviyo sends); an entry
-    pandas cannot read is parsed on its own, and rejected with the reason if that fails too."""
-    cols: dict[str, list] = {c: [] for c in ("id", "account_id", "datetime", "timestamp", "uuid", "metric_id",
-                                             "profile_id", "value", "attribution_ids", "event_properties",
-                                             "attributes_extra")}  # fmt: skip
+    pandas cannot read is parsed on its own, and rejected with the reason if that fails too. The loop is the
+    hottest Python of a backfill (one pass per event), so it appends to local lists and inlines the lookups."""
+    ids, whens, stamps, uuids, metric_ids, profile_ids = [], [], [], [], [], []
+    values, attribution_ids, properties, extras = [], [], [], []
     rejected: list[Rejected] = []
     for record, rid, attrs in _identified(records, rejected):
         when = attrs.get("datetime")
         stamp = attrs.get("timestamp")
         if when is None:
             when = stamp
-        if when is None:
-            rejected.append(Rejected(rid, "event without a datetime"))
-            continue
-        relationships = record.get("relationships") or {}
+            if when is None:
+                rejected.append(Rejected(rid, "event without a datetime"))
+                continue
+        relationships = record.get("relationships")
+        if type(relationships) is not dict:
+            relationships = _EMPTY
         props = attrs.get("event_properties")
-        props = props if isinstance(props, dict) else {}
-        attributions = (relationships.get("attributions") or {}).get("data")
-        cols["datetime"].append(when)
-        cols["id"].append(rid)
-        cols["account_id"].append(account_id)
-        cols["timestamp"].append(stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None)
-        cols["uuid"].append(attrs.get("uuid"))
-        cols["metric_id"].append(_rel_id(relationships, "metric"))
-        cols["profile_id"].append(_rel_id(relationships, "profile"))
-        cols["value"].append(_number(props.get("$value")))
-        cols["attribution_ids"].append(
-            [a.get("id") for a in attributions] if isinstance(attributions, list) else None
+        if type(props) is not dict:
+            props = {}
+        metric = relationships.get("metric")
+        metric = metric.get("data") if type(metric) is dict else None
+        profile = relationships.get("profile")
+        profile = profile.get("data") if type(profile) is dict else None
+        attributions = relationships.get("attributions")
+        attributions = attributions.get("data") if type(attributions) is dict else None
+        extra = attrs.keys() - EVENT_KNOWN
+        value = props.get("$value")
+        ids.append(rid)
+        whens.append(when)
+        stamps.append(stamp if type(stamp) is int else None)
+        uuids.append(attrs.get("uuid"))
+        metric_ids.append(metric.get("id") if type(metric) is dict else None)
+        profile_ids.append(profile.get("id") if type(profile) is dict else None)
+        values.append(None if value is None else _number(value))
+        attribution_ids.append(
+            [a.get("id") if type(a) is dict else None for a in attributions]
+            if type(attributions) is list
+            else None
         )
-        cols["event_properties"].append(props)
-        cols["attributes_extra"].append({k: v for k, v in attrs.items() if k not in EVENT_KNOWN})
+        properties.append(props)
+        extras.append({k: attrs[k] for k in extra} if extra else {})
+    cols = {
+        "id": ids,
+        "account_id": [account_id] * len(ids),
+        "datetime": whens,
+        "timestamp": stamps,
+        "uuid": uuids,
+        "metric_id": metric_ids,
+        "profile_id": profile_ids,
+        "value": values,
+        "attribution_ids": attribution_ids,
+        "event_properties": properties,
+        "attributes_extra": extras,
+    }
     frame = _frame_with_datetimes(cols, ("datetime",), rejected)
-    seconds = frame["datetime"].astype("int64") // 10**9 if len(frame) else frame["timestamp"]
+    # Epoch seconds whatever the datetimes' resolution (pandas picks it from the text: us, ns, ...).
+    seconds = (frame["datetime"] - _EPOCH) // pd.Timedelta(seconds=1) if len(frame) else frame["timestamp"]
     frame["timestamp"] = frame["timestamp"].fillna(seconds).astype("Int64")
     return TransformResult(frame, rejected)
+
+
+_EMPTY: dict[str, Any] = {}
+_EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def _frame_with_datetimes(

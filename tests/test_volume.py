@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 from sqlalchemy import text
 
 from assets.transform import transform_events
@@ -148,6 +149,40 @@ def test_the_event_transform_handles_odd_records():
     assert result.frame.loc[1, "datetime"] == dt.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     assert result.frame.loc[1, "attributes_extra"] == {"new_attr": 1}
     assert sorted(r.id or "" for r in result.rejected) == ["", "c", "d"]
+
+
+def test_the_event_transform_survives_malformed_relationships_and_keeps_unknown_attributes():
+    when = "2026-03-01T10:00:00+00:00"
+    records = [
+        {
+            "id": "e1",
+            "attributes": {"datetime": when, "extra": "kept"},
+            "relationships": ["not", "a", "dict"],
+        },
+        {
+            "id": "e2",
+            "attributes": {"datetime": when, "uuid": "u", "timestamp": True, "event_properties": [1]},
+            "relationships": {
+                "metric": "oops",
+                "profile": {"data": ["x"]},
+                "attributions": {"data": [{"id": "at1"}, "junk"]},
+            },
+        },
+        {
+            "id": "e3",
+            "attributes": {"datetime": when, "uuid": "u3", "timestamp": 5, "event_properties": {}},
+            "relationships": {"metric": {"data": {"id": "M1"}}, "profile": {"data": {"id": "P1"}}},
+        },
+    ]
+    frame = transform_events(records, "acct").frame.set_index("id")
+    assert frame.loc["e1", "attributes_extra"] == {"extra": "kept"}
+    assert pd.isna(frame.loc["e1", "metric_id"]) and frame.loc["e1", "attribution_ids"] is None
+    assert pd.isna(frame.loc["e2", "metric_id"]) and pd.isna(frame.loc["e2", "profile_id"])
+    assert frame.loc["e2", "attribution_ids"] == ["at1", None]
+    assert frame.loc["e2", "event_properties"] == {}  # not an object: the raw value is not a property map
+    assert frame.loc["e2", "timestamp"] == 1772359200  # a boolean is no epoch: taken from the datetime
+    assert (frame.loc["e3", "metric_id"], frame.loc["e3", "profile_id"]) == ("M1", "P1")
+    assert frame.loc["e3", "timestamp"] == 5 and frame.loc["e3", "attributes_extra"] == {}
 
 
 def test_a_run_cut_off_mid_window_then_rerun_equals_an_uninterrupted_run(make_sim, make_warehouse):
