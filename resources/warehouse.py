@@ -187,8 +187,10 @@ class Warehouse(dg.ConfigurableResource):
         key: Sequence[str],
         guard: str | None,
         changed_only: bool,
+        repeated: bool | None = None,
     ) -> UpsertCounts:
-        """Merge the rows of `frame`, already copied into the table `stage`, into `table`."""
+        """Merge the rows of `frame`, already copied into the table `stage`, into `table`. `repeated`: whether
+        a key occurs twice in the frame (worked out here when not given)."""
         target = self.table(table, conn)
         columns = list(frame.columns)
         col_list = ", ".join(columns)
@@ -225,7 +227,8 @@ class Warehouse(dg.ConfigurableResource):
         )
         extra_vals = ", now()" if extra_cols else ""
         # Repeated keys in one statement would make ON CONFLICT fail: keep the newest copy of each.
-        repeated = frame.duplicated(subset=list(key)).any()
+        if repeated is None:
+            repeated = bool(frame.duplicated(subset=list(key)).any())
         staged_sql = (
             f"SELECT DISTINCT ON ({key_list}) {col_list} FROM {stage} ORDER BY {order}"
             if repeated
@@ -346,10 +349,14 @@ class PipelinedUpserts:
         _check_columns(self.table, self._target, frame)
         if "last_synced_at" in self._target.c and "last_synced_at" not in frame.columns:
             frame = frame.assign(last_synced_at=pd.Timestamp.now(tz="UTC"))
+        # Everything Python computes happens here, in the caller's thread; the writer thread only talks to
+        # Postgres (each time it needs the GIL back while this thread computes, it waits for it).
+        months = _months(frame[self.month_partitions_on]) if self.month_partitions_on else []
+        repeated = bool(frame.duplicated(subset=list(self.key)).any())
         data = self._format(frame)
         while len(self._pending) >= DEPTH:
             self._pending.pop(0).result()
-        self._pending.append(self._writer.submit(self._write, frame, data))
+        self._pending.append(self._writer.submit(self._write, frame, data, months, repeated))
 
     def _format(self, frame: pd.DataFrame) -> bytes:
         buffer = io.BytesIO()
@@ -360,18 +367,16 @@ class PipelinedUpserts:
             _write_rows(copy, self._target, frame)
         return buffer.getvalue()
 
-    def _write(self, frame: pd.DataFrame, data: bytes) -> None:
+    def _write(self, frame: pd.DataFrame, data: bytes, months: list[dt.datetime], repeated: bool) -> None:
         columns = ", ".join(frame.columns)
         with self.warehouse.transaction() as conn:
             # A batch's commit need not wait for its WAL to reach disk: the stream's final, synchronous commit
             # (the watermark's) flushes it all, and a batch lost in a server crash is read again on the rerun
             # (the watermark has not moved). Nothing becomes inconsistent either way.
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            if self.month_partitions_on:
-                self.warehouse.ensure_month_partitions(
-                    conn, self.table, frame[self.month_partitions_on].dt.to_pydatetime()
-                )
-            if self._direct and not frame.duplicated(subset=list(self.key)).any():
+            if months:
+                self.warehouse.ensure_month_partitions(conn, self.table, months)
+            if self._direct and not repeated:
                 try:
                     with conn.begin_nested():
                         _copy_data(conn, f"{self.table} ({columns})", data)
@@ -381,7 +386,9 @@ class PipelinedUpserts:
                     self._direct = False  # rows already stored: stage and merge from now on
             stage = _temp_stage(conn, self.table)
             _copy_data(conn, f"{stage} ({columns})", data)
-            self.counts += self.warehouse._merge(conn, self.table, stage, frame, self.key, self.guard, False)
+            self.counts += self.warehouse._merge(
+                conn, self.table, stage, frame, self.key, self.guard, False, repeated=repeated
+            )
 
     def __enter__(self) -> PipelinedUpserts:
         return self
@@ -407,6 +414,13 @@ class PipelinedUpserts:
 
 DEPTH = 2  # formatted batches waiting for the writer (memory stays bounded)
 CHUNK = 1 << 20
+
+
+def _months(stamps: pd.Series) -> list[dt.datetime]:
+    """The first instant (UTC) of each month these timestamps fall in."""
+    stamps = stamps.dropna()
+    keys = (stamps.dt.year * 12 + stamps.dt.month - 1).unique()
+    return [dt.datetime(int(k) // 12, int(k) % 12 + 1, 1, tzinfo=dt.UTC) for k in sorted(keys)]
 
 
 def _check_columns(table: str, target: Table, frame: pd.DataFrame) -> None:
