@@ -169,14 +169,43 @@ class Warehouse(dg.ConfigurableResource):
         within the frame keep the newest copy. With `changed_only` (figures read again, e.g. report
         statistics, whose guard is the read time) a row is written only when its content differs and its
         guard is not older than the stored one.
+
+        A large frame (no key repeated) is merged in chunks of UPSERT_CHUNK rows, all in the caller's
+        transaction: while Postgres stages and merges one chunk, this thread formats the next.
         """
         if frame.empty:
             return UpsertCounts()
         target = self.table(table, conn)
         _check_columns(table, target, frame)
+        repeated = bool(frame.duplicated(subset=list(key)).any())
         stage = _temp_stage(conn, table)
-        self._copy_rows(conn, stage, target, frame)
-        return self._merge(conn, table, stage, frame, key, guard, changed_only)
+        if repeated or len(frame) < 2 * UPSERT_CHUNK:
+            self._copy_rows(conn, stage, target, frame)
+            return self._merge(conn, table, stage, frame, key, guard, changed_only, repeated=repeated)
+
+        columns = f"{stage} ({', '.join(frame.columns)})"
+
+        def stage_and_merge(chunk: pd.DataFrame, data: bytes) -> UpsertCounts:
+            conn.exec_driver_sql(f"TRUNCATE {stage}")
+            _copy_data(conn, columns, data)
+            return self._merge(conn, table, stage, chunk, key, guard, changed_only, repeated=False)
+
+        counts = UpsertCounts()
+        format_conn = self.engine.raw_connection()  # adapters only: it never sends a statement
+        try:
+            # The executor's exit waits for the chunk under way, so `conn` is never left in use by it.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="klaviyo-merge") as merger:
+                under_way: Future | None = None
+                for start in range(0, len(frame), UPSERT_CHUNK):
+                    chunk = frame.iloc[start : start + UPSERT_CHUNK]
+                    data = _format_copy(format_conn, target, chunk)
+                    if under_way is not None:
+                        counts += under_way.result()
+                    under_way = merger.submit(stage_and_merge, chunk, data)
+                counts += under_way.result()
+        finally:
+            format_conn.close()
+        return counts
 
     def _merge(
         self,
@@ -359,13 +388,7 @@ class PipelinedUpserts:
         self._pending.append(self._writer.submit(self._write, frame, data, months, repeated))
 
     def _format(self, frame: pd.DataFrame) -> bytes:
-        buffer = io.BytesIO()
-        with (
-            self._format_conn.driver_connection.cursor() as cur,
-            psycopg.Copy(cur, binary=False, writer=psycopg.copy.FileWriter(buffer)) as copy,
-        ):
-            _write_rows(copy, self._target, frame)
-        return buffer.getvalue()
+        return _format_copy(self._format_conn, self._target, frame)
 
     def _write(self, frame: pd.DataFrame, data: bytes, months: list[dt.datetime], repeated: bool) -> None:
         columns = ", ".join(frame.columns)
@@ -413,6 +436,7 @@ class PipelinedUpserts:
 
 
 DEPTH = 2  # formatted batches waiting for the writer (memory stays bounded)
+UPSERT_CHUNK = 50_000  # rows per stage-and-merge step of a large upsert_frame
 CHUNK = 1 << 20
 
 
@@ -444,6 +468,18 @@ def _write_rows(copy: psycopg.Copy, target: Table, frame: pd.DataFrame) -> None:
     arrays = [_column_values(series, target.c[name].type) for name, series in frame.items()]
     for row in zip(*arrays, strict=True):
         copy.write_row(row)
+
+
+def _format_copy(adapt_conn: Any, target: Table, frame: pd.DataFrame) -> bytes:
+    """The frame's rows as COPY text data for `target`, formatted with `adapt_conn`'s adapters (a DBAPI
+    connection; nothing is sent on it)."""
+    buffer = io.BytesIO()
+    with (
+        adapt_conn.driver_connection.cursor() as cur,
+        psycopg.Copy(cur, binary=False, writer=psycopg.copy.FileWriter(buffer)) as copy,
+    ):
+        _write_rows(copy, target, frame)
+    return buffer.getvalue()
 
 
 def _copy_data(conn: Connection, target: str, data: bytes) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+import resources.warehouse as warehouse_module
 from resources.warehouse import UpsertCounts, WarehouseError
 
 UTC = dt.UTC
@@ -183,6 +184,37 @@ def test_upsert_is_atomic_with_the_transaction(warehouse):
         warehouse.upsert_frame(conn, "klaviyo_segments", frame_of([seg(1)]))
         raise RuntimeError("crash after staging")
     assert warehouse.repository("klaviyo_segments").count() == 0
+
+
+def test_a_large_upsert_merges_in_chunks_within_one_transaction(warehouse, monkeypatch):
+    monkeypatch.setattr(warehouse_module, "UPSERT_CHUNK", 10)  # 45 rows: five chunks, formatted ahead
+    table = "klaviyo_segments"
+    with warehouse.transaction() as conn:
+        assert warehouse.upsert_frame(conn, table, frame_of([seg(i) for i in range(30)])) == UpsertCounts(
+            inserted=30
+        )
+    incoming = frame_of(
+        [seg(i, name=f"older {i}", updated_date=T0) for i in range(0, 10)]  # older: skipped
+        + [seg(i, name=f"newer {i}", updated_date=T0 + dt.timedelta(days=90)) for i in range(10, 30)]
+        + [seg(i) for i in range(100, 115)]  # new
+    )
+    with warehouse.transaction() as conn:
+        assert warehouse.upsert_frame(conn, table, incoming) == UpsertCounts(
+            inserted=15, updated=20, skipped=10
+        )
+    repo = warehouse.repository(table, "acct")
+    assert repo.count() == 45
+    assert repo.find_by_id("SEG005")["name"] == "Segment 5"
+    assert repo.find_by_id("SEG029")["name"] == "newer 29"
+    assert repo.find_by_id("SEG114")["name"] == "Segment 114"
+
+    # A chunk that fails (here the fourth: a NULL id) undoes the chunks merged before it.
+    broken = frame_of([seg(i, name="lost", updated_date=T0 + dt.timedelta(days=200)) for i in range(45)])
+    broken.loc[35, "id"] = None
+    with pytest.raises(Exception, match="null value"), warehouse.transaction() as conn:
+        warehouse.upsert_frame(conn, table, broken)
+    assert repo.find_by_id("SEG000")["name"] == "Segment 0"
+    assert not [r for r in repo.find_all(limit=100) if r["name"] == "lost"]
 
 
 def test_upsert_rejects_unknown_columns(warehouse):
