@@ -383,10 +383,18 @@ def _parse_datetimes(values: list[Any]) -> tuple[pd.Series, dict[int, str]]:
     text = pd.Series([v if isinstance(v, str) else None for v in values], dtype=object)
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
     bad: dict[int, str] = {}
+    positions, stamps = [], []
     for i in np.flatnonzero(parsed.isna().to_numpy()):
+        if values[i] is None:
+            continue  # absent (e.g. a profile's last_event_date before any event): NULL
         try:
             one = parse_timestamp(values[i])
-            parsed.iloc[i] = pd.Timestamp(one)
         except (ValueError, OverflowError, OSError, TypeError, pd.errors.OutOfBoundsDatetime) as exc:
             bad[int(i)] = f"unparseable datetime: {exc}"
+            continue
+        if one is not None:
+            positions.append(int(i))
+            stamps.append(pd.Timestamp(one))
+    if positions:  # one assignment for all of them: per-item assignment is slow in pandas
+        parsed.iloc[positions] = pd.to_datetime(stamps, utc=True).as_unit(parsed.dt.unit)
     return parsed, bad

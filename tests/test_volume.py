@@ -8,7 +8,7 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy import text
 
-from assets.transform import transform_events
+from assets.transform import transform_events, transform_profiles
 from klaviyo_sim import Account
 from pipelines.partitions import daily_partitions
 from resources.textsafe import unescape_json
@@ -286,3 +286,23 @@ def test_events_for_chosen_metrics_by_name(sim, warehouse):
     assert not failed.success
     errors = [e.event_specific_data.error.message for e in failed.all_events if e.is_step_failure]
     assert any("no metric named ['No Such Metric']" in m for m in errors)
+
+
+def test_profile_datetimes_absent_odd_or_unreadable():
+    def profile(pid, **attrs):
+        return {"id": pid, "attributes": {"email": f"{pid}@example.com", **attrs}}
+
+    records = [
+        profile(
+            "p1", created="2026-03-01T10:00:00Z", updated="2026-03-02 10:00:00.5+00:00", last_event_date=None
+        ),
+        profile("p2", created=1772359200, updated="2026-03-02T10:00:00+00:00"),  # epoch seconds
+        profile("p3", created="2026-03-01T10:00:00Z", updated="yesterday"),
+    ]
+    result = transform_profiles(records, "acct")
+    frame = result.frame.set_index("id")
+    assert list(frame.index) == ["p1", "p2"]
+    assert pd.isna(frame.loc["p1", "last_event_date"]) and pd.isna(frame.loc["p2", "last_event_date"])
+    assert frame.loc["p1", "updated_date"] == pd.Timestamp("2026-03-02T10:00:00.5Z")
+    assert frame.loc["p2", "created_date"] == pd.Timestamp("2026-03-01T10:00:00Z")
+    assert [(r.id, r.reason.split(":")[0]) for r in result.rejected] == [("p3", "updated_date")]
