@@ -216,10 +216,11 @@ class Warehouse(dg.ConfigurableResource):
         key: Sequence[str],
         guard: str | None,
         changed_only: bool,
-        repeated: bool | None = None,
+        *,
+        repeated: bool,
     ) -> UpsertCounts:
         """Merge the rows of `frame`, already copied into the table `stage`, into `table`. `repeated`: whether
-        a key occurs twice in the frame (worked out here when not given)."""
+        a key occurs twice in the frame (the caller has worked it out)."""
         target = self.table(table, conn)
         columns = list(frame.columns)
         col_list = ", ".join(columns)
@@ -256,8 +257,6 @@ class Warehouse(dg.ConfigurableResource):
         )
         extra_vals = ", now()" if extra_cols else ""
         # Repeated keys in one statement would make ON CONFLICT fail: keep the newest copy of each.
-        if repeated is None:
-            repeated = bool(frame.duplicated(subset=list(key)).any())
         staged_sql = (
             f"SELECT DISTINCT ON ({key_list}) {col_list} FROM {stage} ORDER BY {order}"
             if repeated
@@ -302,10 +301,9 @@ class Warehouse(dg.ConfigurableResource):
         return PipelinedUpserts(self, table, key, guard, month_partitions_on)
 
     def ensure_month_partitions(
-        self, conn: Connection, table: str, stamps: Iterable[dt.datetime]
+        self, conn: Connection, table: str, months: Iterable[tuple[int, int]]
     ) -> list[str]:
-        """Create the monthly range partitions of `table` that these timestamps fall in (once each)."""
-        months = sorted({(t.year, t.month) for t in stamps if t is not None and not pd.isna(t)})
+        """Create the monthly range partitions of `table` for these (year, month) pairs (see `_months`)."""
         created = []
         for year, month in months:
             name = f"{table}_y{year:04d}m{month:02d}"
@@ -390,7 +388,7 @@ class PipelinedUpserts:
     def _format(self, frame: pd.DataFrame) -> bytes:
         return _format_copy(self._format_conn, self._target, frame)
 
-    def _write(self, frame: pd.DataFrame, data: bytes, months: list[dt.datetime], repeated: bool) -> None:
+    def _write(self, frame: pd.DataFrame, data: bytes, months: list[tuple[int, int]], repeated: bool) -> None:
         columns = ", ".join(frame.columns)
         with self.warehouse.transaction() as conn:
             # A batch's commit need not wait for its WAL to reach disk: the stream's final, synchronous commit
@@ -440,11 +438,11 @@ UPSERT_CHUNK = 50_000  # rows per stage-and-merge step of a large upsert_frame
 CHUNK = 1 << 20
 
 
-def _months(stamps: pd.Series) -> list[dt.datetime]:
-    """The first instant (UTC) of each month these timestamps fall in."""
+def _months(stamps: pd.Series) -> list[tuple[int, int]]:
+    """The (year, month) pairs these timestamps fall in, in order."""
     stamps = stamps.dropna()
     keys = (stamps.dt.year * 12 + stamps.dt.month - 1).unique()
-    return [dt.datetime(int(k) // 12, int(k) % 12 + 1, 1, tzinfo=dt.UTC) for k in sorted(keys)]
+    return [(int(k) // 12, int(k) % 12 + 1) for k in sorted(keys)]
 
 
 def _check_columns(table: str, target: Table, frame: pd.DataFrame) -> None:
