@@ -187,7 +187,7 @@ def test_upsert_is_atomic_with_the_transaction(warehouse):
 
 
 def test_a_large_upsert_merges_in_chunks_within_one_transaction(warehouse, monkeypatch):
-    monkeypatch.setattr(warehouse_module, "UPSERT_CHUNK", 10)  # 45 rows: five chunks, formatted ahead
+    monkeypatch.setattr(warehouse_module, "UPSERT_CHUNK", 10)  # 45 rows: chunks of 2, 4, then 10 rows
     table = "klaviyo_segments"
     with warehouse.transaction() as conn:
         assert warehouse.upsert_frame(conn, table, frame_of([seg(i) for i in range(30)])) == UpsertCounts(
@@ -208,13 +208,29 @@ def test_a_large_upsert_merges_in_chunks_within_one_transaction(warehouse, monke
     assert repo.find_by_id("SEG029")["name"] == "newer 29"
     assert repo.find_by_id("SEG114")["name"] == "Segment 114"
 
-    # A chunk that fails (here the fourth: a NULL id) undoes the chunks merged before it.
+    # A chunk that fails (here the fifth: a NULL id) undoes the chunks merged before it.
     broken = frame_of([seg(i, name="lost", updated_date=T0 + dt.timedelta(days=200)) for i in range(45)])
     broken.loc[35, "id"] = None
     with pytest.raises(Exception, match="null value"), warehouse.transaction() as conn:
         warehouse.upsert_frame(conn, table, broken)
     assert repo.find_by_id("SEG000")["name"] == "Segment 0"
     assert not [r for r in repo.find_all(limit=100) if r["name"] == "lost"]
+
+
+def test_large_upsert_chunks_cover_every_row_once():
+    for rows in (1, 9_999, 10_000, 10_001, 100_000, 200_000, 1_234_567):
+        bounds = warehouse_module._chunk_bounds(rows)
+        assert bounds[0][0] == 0 and bounds[-1][1] == rows
+        assert all(stop == start for (_, stop), (start, _) in zip(bounds, bounds[1:], strict=False))
+        assert all(0 < stop - start <= warehouse_module.UPSERT_CHUNK for start, stop in bounds)
+    assert [stop - start for start, stop in warehouse_module._chunk_bounds(200_000)] == [
+        10_000,
+        20_000,
+        50_000,
+        50_000,
+        50_000,
+        20_000,
+    ]
 
 
 def test_upsert_rejects_unknown_columns(warehouse):
