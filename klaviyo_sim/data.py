@@ -81,6 +81,7 @@ DATETIME_SHAPES = [
     "%Y-%m-%dT%H:%M:%SZ",
     "%Y-%m-%d %H:%M:%S.%f+00:00",
 ]
+SUBJECTS = ["Spring sale", "New arrivals", "Last chance", "Just for you", "Back in stock", "Ends tonight 🎉"]
 CAMPAIGN_STATUSES = ["Sent", "Sent", "Sent", "Draft", "Scheduled", "Cancelled", "Sending", "Variations Sent"]
 FLOW_STATUSES = ["live", "live", "draft", "manual"]
 TRIGGERS = ["Added to List", "Date Based", "Low Inventory", "Metric", "Price Drop", "Unconfigured"]
@@ -213,6 +214,7 @@ class Account:
         self.segments = self._make_segments(counts["segments"])
         self.flows = self._make_flows(counts["flows"])
         self.forms = self._make_forms(counts["forms"])
+        self.campaign_messages: list[Resource] = []
         self.campaigns = self._make_campaigns(counts["campaigns"])
         self.collections: dict[str, list[Resource]] = {
             "campaign": self.campaigns,
@@ -224,7 +226,7 @@ class Account:
             "tag": self.tags,
         }
         self.by_id: dict[tuple[str, str], Resource] = {
-            (r.type, r.id): r for items in self.collections.values() for r in items
+            (r.type, r.id): r for items in [*self.collections.values(), self.campaign_messages] for r in items
         }
         self.profile_overrides: dict[int, ProfileOverride] = {}
         # Late attribution: extra conversions (flows, campaigns), submits (forms) or members added (segments)
@@ -451,6 +453,10 @@ class Account:
                 tracking = None
             cid = crockford(mix64(hash_str(f"{self.seed}:campaign:{i}")) << 16 | i, 26)[-26:]
             cid = "01" + cid[2:]
+            message_id = "01" + crockford(mix64(i * 31 + 7), 24)
+            self.campaign_messages.append(
+                self._campaign_message(i, cid, message_id, channel, created, updated, send_time, strategy)
+            )
             out.append(
                 Resource(
                     "campaign",
@@ -469,13 +475,75 @@ class Account:
                         "send_time": iso(send_time) if send_time else None,
                     },
                     {
-                        "campaign-messages": [("campaign-message", "01" + crockford(mix64(i * 31 + 7), 24))],
+                        "campaign-messages": [("campaign-message", message_id)],
                         "tags": self._tag_links(),
                     },
                     {"messages.channel": channel},
                 )
             )
         return out
+
+    def _campaign_message(
+        self,
+        i: int,
+        campaign_id: str,
+        message_id: str,
+        channel: str,
+        created: dt.datetime,
+        updated: dt.datetime,
+        send_time: dt.datetime | None,
+        strategy: dict,
+    ) -> Resource:
+        """A campaign's message: its definition by channel (content, and a label for email), send times."""
+        subject = f"{SUBJECTS[i % len(SUBJECTS)]}: {self._name('offer', i)}"
+        definition: dict[str, Any]
+        relationships: dict[str, list[tuple[str, str]]] = {"campaign": [("campaign", campaign_id)]}
+        if channel == "email":
+            definition = {
+                "channel": "email",
+                "label": f"Email {i}",
+                "content": {
+                    "subject": subject,
+                    "preview_text": None if i % 4 == 3 else f"Preview {i}",
+                    "from_email": "store@example.com",
+                    "from_label": "Simulated Store",
+                    "reply_to_email": "help@example.com" if i % 2 else None,
+                    "cc_email": None,
+                    "bcc_email": None,
+                },
+            }
+            relationships["template"] = [("template", b62(mix64(i * 17 + 3) % 62**6, 6))]
+        elif channel == "sms":
+            definition = {
+                "channel": "sms",
+                "content": {"body": f"{subject} Reply STOP to opt out.", "media_url": None},
+                "render_options": {
+                    "shorten_links": True,
+                    "add_org_prefix": True,
+                    "add_info_link": True,
+                    "add_opt_out_language": False,
+                },
+            }
+        else:
+            definition = {
+                "channel": "mobile_push",
+                "notification_type": "standard",
+                "content": {"title": subject, "body": f"Open the app {i}", "dynamic_image": None},
+                "kv_pairs": None,
+                "options": {"play_sound": i % 2 == 0},
+            }
+        is_local = bool((strategy.get("options") or {}).get("is_local", False))
+        return Resource(
+            "campaign-message",
+            message_id,
+            {
+                "definition": definition,
+                "send_times": [{"datetime": iso(send_time), "is_local": is_local}] if send_time else [],
+                "created_at": iso(created),
+                "updated_at": iso(updated),
+            },
+            relationships,
+        )
 
     # -- mutation hooks ------------------------------------------------------------------------------
     def touch(self, kind: str, n: int, at: dt.datetime | None = None) -> list[str]:
@@ -502,6 +570,8 @@ class Account:
             del items[len(items) - n :]
             for r in gone:
                 self.by_id.pop((r.type, r.id), None)
+                for kind_, rid in r.relationships.get("campaign-messages", []):
+                    self.by_id.pop((kind_, rid), None)
             return [r.id for r in gone]
 
     def revise_stats(self, family: str, entity_id: str, day: dt.date, amount: int = 1) -> None:

@@ -498,6 +498,8 @@ def _dispatch(
         return reports.answer(account, op, raw_body, base)
     if op.operation_id == "get_accounts":
         return _accounts(account, base)
+    if op.operation_id == "get_messages_for_campaign":
+        return _campaign_messages(account, Renderer(account, base, params), item_id or "", op, query, base)
     resource_type = {
         "get_campaigns": "campaign",
         "get_campaign": "campaign",
@@ -553,6 +555,28 @@ def _dispatch(
             else None,
         },
     }
+    if renderer.included:
+        payload["included"] = list(renderer.included.values())
+    return payload
+
+
+def _campaign_messages(
+    account: Account, renderer: Renderer, campaign_id: str, op: Operation, query: list, base: str
+) -> dict:
+    """GET /api/campaigns/{id}/campaign-messages: all of a campaign's messages, no paging."""
+    with account.lock:
+        campaign = account.by_id.get(("campaign", campaign_id))
+        messages = [
+            account.by_id[(kind, rid)]
+            for kind, rid in (campaign.relationships.get("campaign-messages", []) if campaign else [])
+            if (kind, rid) in account.by_id
+        ]
+    if campaign is None:
+        raise ApiError(404, "not_found", "Not found.", f"A campaign with id {campaign_id} does not exist.")
+    data = [renderer.message(m) for m in messages]
+    if messages and "campaign" in renderer.include:  # templates and images are not simulated
+        renderer.included[("campaign", campaign_id)] = renderer._resource(campaign)
+    payload: dict[str, Any] = {"data": data, "links": {"self": _self_link(base, op, campaign_id, query)}}
     if renderer.included:
         payload["included"] = list(renderer.included.values())
     return payload
@@ -950,29 +974,27 @@ class Renderer:
                     "links": {"self": f"{self.base}/api/tags/{rid}/"},
                 }
         elif kind == "campaign-message":
-            channel = owner.internal.get("messages.channel", "email")
-            definition: dict[str, Any] = {"channel": channel, "label": f"{owner.attributes['name']} message"}
-            if channel == "email":
-                definition["content"] = {
-                    "subject": "Hello from the simulator",
-                    "preview_text": "Preview",
-                    "from_email": "store@example.com",
-                    "from_label": "Simulated Store",
-                    "reply_to_email": None,
-                    "cc_email": None,
-                    "bcc_email": None,
-                }
-            self.included[(kind, rid)] = {
-                "type": "campaign-message",
-                "id": rid,
-                "attributes": {
-                    "definition": definition,
-                    "send_times": [],
-                    "created_at": owner.attributes["created_at"],
-                    "updated_at": owner.attributes["updated_at"],
-                },
-                "links": {"self": f"{self.base}/api/campaign-messages/{rid}/"},
-            }
+            message = self.account.by_id.get((kind, rid))
+            if message is not None:
+                self.included[(kind, rid)] = self.message(message)
+
+    def message(self, r: Resource) -> dict:
+        """A campaign message: its attributes (sparse fieldsets apply) and its campaign, template and image."""
+        attrs = json.loads(json.dumps(r.attributes))
+        relationships = {}
+        for rel in ("campaign", "template", "image"):
+            body: dict[str, Any] = {"links": self._links("campaign-message", r.id, rel)}
+            linked = r.relationships.get(rel)
+            if linked:
+                body["data"] = {"type": linked[0][0], "id": linked[0][1]}
+            relationships[rel] = body
+        return {
+            "type": "campaign-message",
+            "id": r.id,
+            "attributes": self._sparse("campaign-message", attrs),
+            "relationships": relationships,
+            "links": {"self": f"{self.base}/api/campaign-messages/{r.id}/"},
+        }
 
     def _event(self, i: int) -> dict:
         attrs, metric_id, profile_id = self.account.event(i)

@@ -111,6 +111,12 @@ def test_list_responses_validate_against_the_openapi_schema(sim, operation_id):
             "/api/campaigns?filter=equals(messages.channel,'sms')&include=tags,campaign-messages",
         ),
         ("get_campaigns", "/api/campaigns?filter=equals(messages.channel,'mobile_push')"),
+        ("get_campaigns", "/api/campaigns?filter=equals(messages.channel,'email')&include=campaign-messages"),
+        (
+            "get_campaigns",
+            "/api/campaigns?filter=equals(messages.channel,'mobile_push')&include=campaign-messages"
+            "&fields[campaign-message]=definition,send_times",
+        ),
         ("get_profiles", "/api/profiles?additional-fields[profile]=subscriptions,predictive_analytics"),
         ("get_flows", "/api/flows?include=tags"),
         ("get_tags", "/api/tags?include=tag-group"),
@@ -141,6 +147,33 @@ def test_single_resources_validate(sim):
         assert not errors, (op_id, errors[0])
     seg = get(sim, cases["get_segment"]).json()
     assert seg["data"]["attributes"]["profile_count"] == acct.segments[0].internal["profile_count"]
+
+
+def test_campaign_messages_of_a_campaign(sim):
+    for campaign in sim.account.campaigns[:5]:  # email, email, email, sms, mobile_push
+        path = f"/api/campaigns/{campaign.id}/campaign-messages?include=campaign"
+        r = get(sim, path)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        errors = sorted(_validator("get_messages_for_campaign").iter_errors(body), key=str)
+        assert not errors, errors[0]
+        [message] = body["data"]
+        assert [("campaign-message", message["id"])] == campaign.relationships["campaign-messages"]
+        assert message["relationships"]["campaign"]["data"] == {"type": "campaign", "id": campaign.id}
+        definition = message["attributes"]["definition"]
+        assert definition["channel"] == campaign.internal["messages.channel"]
+        assert body["included"][0]["id"] == campaign.id
+        send_times = message["attributes"]["send_times"]
+        assert [t["datetime"] for t in send_times] == (
+            [campaign.attributes["send_time"]] if campaign.attributes["send_time"] else []
+        )
+    listed = get(
+        sim, "/api/campaigns?filter=equals(messages.channel,'email')&include=campaign-messages"
+    ).json()
+    subjects = {i["attributes"]["definition"]["content"]["subject"] for i in listed["included"]}
+    assert len(subjects) > 3  # messages differ from campaign to campaign
+    missing = get(sim, "/api/campaigns/NOPE/campaign-messages")
+    assert missing.status_code == 404 and "NOPE" in missing.json()["errors"][0]["detail"]
 
 
 def expected_ids(account: Account, kind: str) -> list[str]:
