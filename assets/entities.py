@@ -20,7 +20,8 @@ ENTITIES = WINDOWED + SNAPSHOTS
 VOLUME = ("profiles", "events")
 ALL_ASSETS = ENTITIES + VOLUME
 DESCRIPTIONS = {
-    "campaigns": "Campaigns of every channel (email, sms, mobile_push), archived ones included, by updated_at.",
+    "campaigns": "Campaigns of every channel (email, sms, mobile_push), archived ones included, by updated_at; "
+    "their messages (subject, sender, SMS and push bodies, send times) into klaviyo_campaign_messages.",
     "flows": "Flows, archived ones included, by updated.",
     "forms": "Sign-up forms, by updated_at.",
     "segments": "Segments, by updated (Klaviyo filters only greater-than: the upper bound is applied here).",
@@ -135,6 +136,11 @@ def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
         **{k: v for k, v in client_stats.items() if k != "api_per_endpoint"},
         "api_per_endpoint": dg.MetadataValue.json(client_stats["api_per_endpoint"]),
     }
+    for table, counts in outcome.included.items():
+        name = table.removeprefix("klaviyo_")
+        meta[f"{name}_inserted"] = counts.inserted
+        meta[f"{name}_updated"] = counts.updated
+        meta[f"{name}_skipped"] = counts.skipped
     if outcome.rejected:
         meta["rejected_examples"] = dg.MetadataValue.json(
             [{"id": r.id, "reason": r.reason} for r in outcome.rejected[:20]]
@@ -196,6 +202,10 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
             f"klaviyo/{entity}: {outcome.records_read} records read, {outcome.counts.inserted} inserted, "
             f"{outcome.counts.updated} updated, {outcome.counts.skipped} skipped, "
             f"{len(outcome.rejected)} rejected in {outcome.seconds:.1f} s"
+            + "".join(
+                f"; {table}: {c.inserted} inserted, {c.updated} updated, {c.skipped} skipped"
+                for table, c in outcome.included.items()
+            )
         )
         return dg.MaterializeResult(metadata=_metadata(outcome, client.stats.as_metadata()))
 

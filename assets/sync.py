@@ -21,11 +21,13 @@ import pandas as pd
 from sqlalchemy import text
 
 from assets.transform import (
+    INCLUDED_SHAPES,
     SHAPES,
     Rejected,
     TransformResult,
     transform,
     transform_events,
+    transform_included,
     transform_profiles,
 )
 from resources import sync_status
@@ -52,6 +54,12 @@ class EntityPlan:
     month_partitions_on: str | None = None  # monthly partitions made on demand (by the streaming loader)
     include: tuple[str, ...] = ()
     fetch_workers: int = 1  # threads reading sub-windows of a closed window at once (shared rate budget)
+    # Included resource types that land in their own table (INCLUDED_SHAPES), in the entity's transaction.
+    included_tables: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.included_tables and self.streaming:
+            raise ValueError(f"{self.entity}: included resources are loaded only by non-streaming plans")
 
 
 PLANS: dict[str, EntityPlan] = {
@@ -80,6 +88,13 @@ PLANS: dict[str, EntityPlan] = {
     ),
 }
 PLANS["tags"] = EntityPlan("tags", "klaviyo_tags", PLANS["tags"].transform, include=("tag-group",))
+PLANS["campaigns"] = EntityPlan(
+    "campaigns",
+    "klaviyo_campaigns",
+    PLANS["campaigns"].transform,
+    include=("campaign-messages",),  # returned beside each page: no request per campaign
+    included_tables=("campaign-message",),
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,7 @@ class SyncOutcome:
     watermark: dt.datetime | None = None
     seconds: float = 0.0
     preview: pd.DataFrame | None = None
+    included: dict[str, UpsertCounts] = field(default_factory=dict)  # by table, e.g. campaign messages
 
 
 def read_window(request: SyncRequest, previous_watermark: dt.datetime | None, now: dt.datetime) -> tuple:
@@ -185,21 +201,24 @@ def split_window(start: dt.datetime, end: dt.datetime, parts: int) -> list[tuple
     return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
 
 
-def _batches(pages: Iterator[Page], size: int) -> Iterator[tuple[list[dict], dict]]:
-    """Pages regrouped into batches of about `size` records that share a pass context."""
+def _batches(pages: Iterator[Page], size: int) -> Iterator[tuple[list[dict], dict, list[dict]]]:
+    """Pages regrouped into batches of about `size` records that share a pass context, each with the resources
+    Klaviyo included beside its pages."""
     batch: list[dict] = []
+    included: dict[tuple[str, str], dict] = {}
     context: dict = {}
     for page in pages:
         if batch and page.context != context:
-            yield batch, context
-            batch = []
+            yield batch, context, list(included.values())
+            batch, included = [], {}
         context = page.context
         batch.extend(page.records)
+        included.update(page.included)
         if len(batch) >= size:
-            yield batch, context
-            batch = []
+            yield batch, context, list(included.values())
+            batch, included = [], {}
     if batch:
-        yield batch, context
+        yield batch, context, list(included.values())
 
 
 def sync_entity(
@@ -278,6 +297,19 @@ def sync_entity(
                 newest[0] = batch_newest.to_pydatetime()
         return frame
 
+    def load_included(conn, resource_type: str, records: list[dict], included: list[dict]) -> None:
+        """Resources Klaviyo returned beside the batch (e.g. campaign messages) into their own table."""
+        result = transform_included(resource_type, records, included, account_id)
+        for bad in result.rejected[:20]:
+            log.warning("klaviyo/%s: rejected %s %s: %s", request.entity, resource_type, bad.id, bad.reason)
+        outcome.rejected += [Rejected(bad.id, f"{resource_type}: {bad.reason}") for bad in result.rejected]
+        frame = result.frame
+        if frame.empty:
+            return
+        table = INCLUDED_SHAPES[resource_type].table
+        counts = warehouse.upsert_frame(conn, table, frame)
+        outcome.included[table] = outcome.included.get(table, UpsertCounts()) + counts
+
     def finish(conn) -> None:
         # Never past now: a future-dated record must not hide the records that arrive before it.
         candidates = [t for t in (previous, newest[0]) if t is not None]
@@ -291,7 +323,7 @@ def sync_entity(
             upserts = warehouse.pipelined_upserts(plan.table, plan.key, plan.guard, plan.month_partitions_on)
             try:
                 with upserts:
-                    for records, context in _batches(pages(), plan.batch_rows):
+                    for records, context, _ in _batches(pages(), plan.batch_rows):
                         frame = prepare(records, context)
                         if frame is not None:
                             upserts.submit(frame)
@@ -301,12 +333,14 @@ def sync_entity(
                 finish(conn)
         else:
             with warehouse.transaction() as conn:
-                for records, context in _batches(pages(), plan.batch_rows):
+                for records, context, included in _batches(pages(), plan.batch_rows):
                     frame = prepare(records, context)
                     if frame is not None:
                         outcome.counts += warehouse.upsert_frame(
                             conn, plan.table, frame, key=plan.key, guard=plan.guard
                         )
+                    for resource_type in plan.included_tables:
+                        load_included(conn, resource_type, records, included)
                 finish(conn)
     except Exception as exc:
         outcome.watermark = previous
@@ -393,5 +427,14 @@ def reconcile_deletions(
             raise ReconcileRefused(
                 f"klaviyo/{entity}: the listing ({len(ids)} ids) would mark {len(gone)} of {live} live rows "
                 f"deleted (over {max_deleted_share:.0%}); nothing was marked"
+            )
+        for resource_type in plan.included_tables:  # e.g. a deleted campaign's messages
+            shape = INCLUDED_SHAPES[resource_type]
+            conn.execute(
+                text(
+                    f"""UPDATE {shape.table} SET deleted_at = now(), updated_at = now()
+                        WHERE account_id = :a AND deleted_at IS NULL AND {shape.owner_column} = ANY(:gone)"""
+                ),
+                {"a": account_id, "gone": gone},
             )
     return Reconciled(entity, len(ids), sorted(unescape_text(i) for i in gone))

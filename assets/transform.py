@@ -32,6 +32,7 @@ class EntityShape:
     entity: str
     table: str
     columns: tuple[Column, ...]
+    owner_column: str | None = None  # an included resource's column naming the record that owns it
 
 
 @dataclass
@@ -70,6 +71,42 @@ def _campaign_channel(a: dict, c: dict) -> str | None:
 def _tag_group(a: dict, c: dict) -> str | None:
     data = (c.get("_relationships") or {}).get("tag-group", {}).get("data")
     return data.get("id") if isinstance(data, dict) else None
+
+
+def _related_id(name: str) -> Callable[[dict, dict], str | None]:
+    """The id a to-one relationship points at, if Klaviyo gave its data."""
+
+    def get(_a: dict, c: dict) -> str | None:
+        rel = (c.get("_relationships") or {}).get(name)
+        data = rel.get("data") if isinstance(rel, dict) else None
+        return data.get("id") if isinstance(data, dict) else None
+
+    return get
+
+
+def _message_campaign(a: dict, c: dict) -> str | None:
+    # The message's own relationship when Klaviyo gives its data; else the campaign that lists the message.
+    return _related_id("campaign")(a, c) or (c.get("_owners") or {}).get(c.get("_id"))
+
+
+def _earliest_send(a: dict, _c: dict) -> dict | None:
+    """The earliest of a message's send times ({datetime, is_local}); an unreadable one raises ValueError."""
+    times = a.get("send_times")
+    if not isinstance(times, list):
+        return None
+    entries = [(parse_timestamp(t.get("datetime")), t) for t in times if isinstance(t, dict)]
+    entries = [(when, t) for when, t in entries if when is not None]
+    return min(entries, key=lambda e: e[0])[1] if entries else None
+
+
+def _send_time(a: dict, c: dict) -> Any:
+    first = _earliest_send(a, c)
+    return first.get("datetime") if first else None
+
+
+def _send_is_local(a: dict, c: dict) -> Any:
+    first = _earliest_send(a, c)
+    return first.get("is_local") if first else None
 
 
 def C(name: str, kind: str, get: Callable[[dict, dict], Any] | str | None = None) -> Column:  # noqa: N802
@@ -159,6 +196,32 @@ SHAPES: dict[str, EntityShape] = {
     ]
 }
 
+# Resources Klaviyo returns beside an entity (`include=`), by type, and how they land in their own table.
+INCLUDED_SHAPES: dict[str, EntityShape] = {
+    "campaign-message": EntityShape(
+        "campaign_messages",
+        "klaviyo_campaign_messages",
+        (
+            C("campaign_id", "text", _message_campaign),
+            C("channel", "text", "definition.channel"),
+            C("label", "text", "definition.label"),
+            C("subject", "text", "definition.content.subject"),
+            C("preview_text", "text", "definition.content.preview_text"),
+            C("from_email", "text", "definition.content.from_email"),
+            C("from_label", "text", "definition.content.from_label"),
+            C("reply_to_email", "text", "definition.content.reply_to_email"),
+            C("title", "text", "definition.content.title"),
+            C("body", "text", "definition.content.body"),
+            C("template_id", "text", _related_id("template")),
+            C("send_time", "timestamp", _send_time),
+            C("send_time_is_local", "bool", _send_is_local),
+            C("created_date", "timestamp", "created_at"),
+            C("updated_date", "timestamp", "updated_at"),
+        ),
+        owner_column="campaign_id",
+    ),
+}
+
 _DTYPES = {"text": "object", "bool": "boolean", "int": "Int64"}
 
 
@@ -182,12 +245,40 @@ def transform(
     entity: str, records: Iterable[dict[str, Any]], account_id: str, context: dict[str, Any] | None = None
 ) -> TransformResult:
     """Records of one entity (one page or batch) -> a typed frame for its table, plus what was rejected."""
-    shape = SHAPES[entity]
+    return _transform_shape(SHAPES[entity], records, account_id, context)
+
+
+def transform_included(
+    resource_type: str, records: Iterable[dict[str, Any]], included: Iterable[Any], account_id: str
+) -> TransformResult:
+    """The resources of `resource_type` Klaviyo returned beside `records` (`include=`) and listed by one of them
+    (e.g. in a campaign's `campaign-messages`) -> a typed frame for their own table. A resource names its owner
+    through its own relationship when Klaviyo gives its data, else through the record that lists it."""
+    relationship = resource_type + "s"
+    owners: dict[str, str] = {}
+    for record in records:
+        rel = ((record.get("relationships") or {}) if isinstance(record, dict) else {}).get(relationship)
+        data = rel.get("data") if isinstance(rel, dict) else None
+        for link in data if isinstance(data, list) else [data] if isinstance(data, dict) else []:
+            if isinstance(link, dict) and isinstance(record.get("id"), str):
+                owners.setdefault(link.get("id"), record["id"])
+    # Only resources a record of the batch lists: a page's records outside the window were dropped client-side.
+    resources = [
+        r
+        for r in included
+        if isinstance(r, dict) and r.get("type") == resource_type and r.get("id") in owners
+    ]
+    return _transform_shape(INCLUDED_SHAPES[resource_type], resources, account_id, {"_owners": owners})
+
+
+def _transform_shape(
+    shape: EntityShape, records: Iterable[dict[str, Any]], account_id: str, context: dict[str, Any] | None
+) -> TransformResult:
     context = dict(context or {})
     rows: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
     for record, rid, attributes in _identified(records, rejected):
-        ctx = {**context, "_relationships": record.get("relationships") or {}}
+        ctx = {**context, "_id": rid, "_relationships": record.get("relationships") or {}}
         row: dict[str, Any] = {"id": rid, "account_id": account_id}
         try:
             for col in shape.columns:
@@ -205,8 +296,9 @@ def transform(
         if "archived" in row and row["archived"] is None:
             row["archived"] = bool(context.get("archived", False))
         row["metadata"] = _raw(record)
-        if context:
-            row["metadata"]["_sync"] = {k: v for k, v in context.items() if not k.startswith("_")}
+        sync = {k: v for k, v in context.items() if not k.startswith("_")}
+        if sync:
+            row["metadata"]["_sync"] = sync
         rows.append(row)
     return TransformResult(_frame(shape, rows), rejected)
 

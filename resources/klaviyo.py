@@ -315,7 +315,9 @@ class KlaviyoClient:
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise KlaviyoError(f"Klaviyo GET {endpoint.path}: the response has no 'data' list")
             data = body["data"]
-            included = {(r.get("type"), r.get("id")): r for r in body.get("included") or []}
+            included = {
+                (r.get("type"), r.get("id")): r for r in body.get("included") or [] if isinstance(r, dict)
+            }
             records = [r for r in data if keep(r)] if keep else data
             yield Page(records, included, dict(context or {}), len(data))
             next_url = (body.get("links") or {}).get("next")
