@@ -9,6 +9,8 @@ import dagster as dg
 from sqlalchemy import text
 
 from assets.entities import SNAPSHOTS, VOLUME, WINDOWED
+from assets.sync import PLANS
+from assets.transform import INCLUDED_SHAPES
 from pipelines.jobs import entity_jobs, stats_job
 from pipelines.partitions import daily_partitions
 from resources import sync_status
@@ -88,7 +90,10 @@ def klaviyo_bootstrap_sensor(
     requests = []
     with warehouse.engine.connect() as conn:
         for entity in CHANGE_TRACKED + SNAPSHOTS:
-            if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM klaviyo_{entity})")).scalar_one():
+            # The entity's table, and those its included resources land in (e.g. campaign messages, empty
+            # after an upgrade that added their table).
+            tables = [PLANS[entity].table, *(INCLUDED_SHAPES[t].table for t in PLANS[entity].included_tables)]
+            if all(conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {t})")).scalar_one() for t in tables):
                 continue
             last = cursor.get(entity, {})
             if now - last.get("at", 0) < RETRY_AFTER_SECONDS:

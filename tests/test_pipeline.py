@@ -321,6 +321,14 @@ def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
     )
     assert isinstance(later, dg.SkipReason)
 
+    # An upgrade added a table of included resources (campaign messages): the campaigns are read again in full.
+    with warehouse.engine.begin() as conn:
+        conn.execute(text("TRUNCATE klaviyo_campaign_messages"))
+    upgraded = klaviyo_bootstrap_sensor(
+        dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}, cursor=None)
+    )
+    assert [r.job_name for r in upgraded.run_requests] == ["klaviyo_sync_campaigns"]
+
 
 def test_schedules_target_the_right_partitions():
     when = dt.datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
