@@ -60,6 +60,11 @@ def summary(warehouse_url: str) -> list[tuple]:
                     s.watermark.strftime("%Y-%m-%d %H:%M:%S") if s and s.watermark else "-",
                 )
             )
+            if entity == "campaigns":  # their messages land beside them, with the campaigns' sync
+                messages = conn.execute(
+                    text("SELECT count(*) FROM klaviyo_campaign_messages WHERE deleted_at IS NULL")
+                ).scalar_one()
+                rows.append(("klaviyo_campaign_messages", messages, "with campaigns", "-"))
         used = conn.execute(
             text("SELECT coalesce(sum(calls), 0) FROM klaviyo_report_quota WHERE day = current_date")
         ).scalar_one()

@@ -88,7 +88,12 @@ def test_main_command_on_a_configured_postgres(tmp_path, fresh_databases):
     ):
         line = next(line for line in out.splitlines() if line.startswith(table + " "))
         assert int(line.split()[1]) > 0 and "success" in line
-    for table in ("klaviyo_flow_stats_daily", "klaviyo_form_stats_daily", "klaviyo_segment_stats_daily"):
+    for table in (
+        "klaviyo_campaign_messages",
+        "klaviyo_flow_stats_daily",
+        "klaviyo_form_stats_daily",
+        "klaviyo_segment_stats_daily",
+    ):
         line = next(line for line in out.splitlines() if line.startswith(table + " "))
         assert int(line.split()[1]) > 0, line
     assert (home / "dagster.yaml").exists()
