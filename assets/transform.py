@@ -68,11 +68,6 @@ def _campaign_channel(a: dict, c: dict) -> str | None:
     return c.get("channel")
 
 
-def _tag_group(a: dict, c: dict) -> str | None:
-    data = (c.get("_relationships") or {}).get("tag-group", {}).get("data")
-    return data.get("id") if isinstance(data, dict) else None
-
-
 def _related_id(name: str) -> Callable[[dict, dict], str | None]:
     """The id a to-one relationship points at, if Klaviyo gave its data."""
 
@@ -191,7 +186,7 @@ SHAPES: dict[str, EntityShape] = {
         EntityShape(
             "tags",
             "klaviyo_tags",
-            (C("name", "text"), C("tag_group_id", "text", _tag_group)),
+            (C("name", "text"), C("tag_group_id", "text", _related_id("tag-group"))),
         ),
     ]
 }

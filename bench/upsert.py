@@ -104,7 +104,7 @@ def breakdown(existing: pd.DataFrame, incoming: pd.DataFrame) -> None:
             "klaviyo_segments",
             stage,
             incoming,
-            ("account_id", "id"),
+            warehouse_module.ENTITY_KEY,
             "updated_date",
             False,
             repeated=False,

@@ -36,6 +36,8 @@ def summary(warehouse_url: str) -> list[tuple]:
     """Rows per table and each entity's sync status."""
     from sqlalchemy import text
 
+    from assets.sync import PLANS
+    from assets.transform import INCLUDED_SHAPES
     from resources.warehouse import make_engine
 
     engine = make_engine(warehouse_url)
@@ -60,11 +62,12 @@ def summary(warehouse_url: str) -> list[tuple]:
                     s.watermark.strftime("%Y-%m-%d %H:%M:%S") if s and s.watermark else "-",
                 )
             )
-            if entity == "campaigns":  # their messages land beside them, with the campaigns' sync
-                messages = conn.execute(
-                    text("SELECT count(*) FROM klaviyo_campaign_messages WHERE deleted_at IS NULL")
+            for resource_type in PLANS[entity].included_tables:  # e.g. campaign messages, loaded with them
+                included = INCLUDED_SHAPES[resource_type].table
+                count = conn.execute(
+                    text(f"SELECT count(*) FROM {included} WHERE deleted_at IS NULL")
                 ).scalar_one()
-                rows.append(("klaviyo_campaign_messages", messages, "with campaigns", "-"))
+                rows.append((included, count, f"with {entity}", "-"))
         used = conn.execute(
             text("SELECT coalesce(sum(calls), 0) FROM klaviyo_report_quota WHERE day = current_date")
         ).scalar_one()

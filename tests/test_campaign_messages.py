@@ -11,7 +11,7 @@ from assets.sync import SyncRequest, reconcile_deletions, sync_entity
 from assets.transform import transform_included
 from klaviyo_sim.data import iso
 from resources.klaviyo_api import parse_timestamp
-from tests.test_pipeline import defs_for, mat_metadata, run
+from tests.test_pipeline import busiest_day, defs_for, mat_metadata, run, sim_stamp
 
 UTC = dt.UTC
 
@@ -187,8 +187,6 @@ def test_a_campaigns_sync_lands_their_messages_and_a_rerun_changes_nothing(sim, 
 
 
 def test_a_partition_lands_only_the_messages_of_its_campaigns(sim, warehouse):
-    from tests.test_pipeline import busiest_day, sim_stamp
-
     defs = defs_for(sim, warehouse)
     day = busiest_day(sim, "campaigns")
     result = run(defs, "klaviyo_sync_campaigns", partition=day)
