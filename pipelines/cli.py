@@ -5,6 +5,7 @@ klaviyo-pipeline sync --start 2026-11-01 --end 2026-11-07 --entity flows   # a r
 klaviyo-pipeline ui                    # dagster dev on the same instance, warehouse and source
 klaviyo-pipeline plan-stats --start 2025-12-01   # report calls a statistics backfill needs (sends none)
 klaviyo-pipeline migrate               # apply pending warehouse migrations
+klaviyo-pipeline check                 # does the API key have every scope the assets need?
 """
 
 from __future__ import annotations
@@ -209,6 +210,36 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """One smallest request per endpoint the assets read; a table of scopes, non-zero exit if one is missing."""
+    with prepared(warehouse=False) as env:
+        from assets.access import check_access
+        from pipelines import settings
+        from resources.klaviyo import KlaviyoClient
+
+        client = KlaviyoClient(
+            os.environ["KLAVIYO_API_KEY"],
+            base_url=env.klaviyo_base_url,
+            revision=settings.revision(),
+            rate_time_scale=settings.rate_time_scale(),
+            max_attempts=3,
+        )
+        try:
+            results = check_access(client)
+        finally:
+            client.close()
+        rows = [(r.requirement.asset, r.requirement.endpoint, r.requirement.scope, r.detail) for r in results]
+        _print_table(rows, ("asset", "endpoint", "scope", "result"))
+        missing = sorted({r.requirement.scope for r in results if not r.ok})
+        if missing:
+            print(f"\nthe key cannot read what the assets need: missing or refused {', '.join(missing)}")
+            return 1
+        print(
+            f"\nthe key has every scope the assets need ({len({r.requirement.scope for r in results})} scopes)"
+        )
+        return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     with prepared() as env:
         from resources.warehouse import Warehouse
@@ -249,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(func=cmd_plan_stats)
     mig = sub.add_parser("migrate", help="apply pending warehouse migrations")
     mig.set_defaults(func=cmd_migrate)
+    check = sub.add_parser(
+        "check", help="check that the API key has every read scope the assets need (one small request each)"
+    )
+    check.set_defaults(func=cmd_check)
     return parser
 
 

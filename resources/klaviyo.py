@@ -13,7 +13,7 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,37 +24,37 @@ import tenacity
 from pydantic import Field, PrivateAttr
 
 from resources.klaviyo_api import (
+    ACCOUNTS_PATH,
+    ACCOUNTS_TIER,
     ENDPOINTS,
+    REPORT_ENDPOINTS,
     Cond,
     Endpoint,
     FilterNotAllowed,
+    UnsupportedRevision,
     build_filter,
+    check_revision,
     parse_timestamp,
+    scope_for,
     window_conditions,
 )
-from resources.ratelimit import REPORTS, XS, RateBudget, Tier
+from resources.ratelimit import RateBudget, Tier
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
 DEFAULT_REVISION = "2026-07-15"
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
-REPORT_PATHS = {
-    "campaign-values": "/api/campaign-values-reports",
-    "flow-values": "/api/flow-values-reports",
-    "flow-series": "/api/flow-series-reports",
-    "form-values": "/api/form-values-reports",
-    "form-series": "/api/form-series-reports",
-    "segment-values": "/api/segment-values-reports",
-    "segment-series": "/api/segment-series-reports",
-}
+Limits = Sequence[tuple[str, Tier]]  # (bucket, tier) pairs one request spends
 
 __all__ = [
+    "AccountInfo",
     "FilterNotAllowed",
     "KlaviyoApiError",
     "KlaviyoClient",
     "KlaviyoResource",
     "Page",
     "QuotaExhausted",
+    "UnsupportedRevision",
 ]
 
 
@@ -63,17 +63,35 @@ class KlaviyoError(RuntimeError):
 
 
 class KlaviyoApiError(KlaviyoError):
-    """Klaviyo refused a request (4xx): endpoint, status, and Klaviyo's own code, detail and source."""
+    """Klaviyo refused a request (4xx): endpoint, status, and Klaviyo's own code, detail and source. A 401 or
+    403 also says what to fix: the key, or the scope this endpoint needs (`scope`)."""
 
     def __init__(
         self, method: str, endpoint: str, status: int, code: str | None, detail: str, source: Any = None
     ):
         self.method, self.endpoint, self.status = method, endpoint, status
         self.code, self.detail, self.source = code, detail, source
+        self.scope = scope_for(endpoint)
         where = f" (source: {source})" if source else ""
         super().__init__(
             f"Klaviyo {method} {endpoint} answered {status} {code or ''}: {detail}{where}".replace("  ", " ")
+            + self.hint()
         )
+
+    @property
+    def unauthorized(self) -> bool:
+        """The key itself was refused (401) or lacks a permission (403): no retry can help."""
+        return self.status in (401, 403)
+
+    def hint(self) -> str:
+        if self.status == 401:
+            return "; the API key was refused: check KLAVIYO_API_KEY (a private key, pk_...)"
+        if self.status == 403 and self.scope:
+            return (
+                f"; the API key lacks the scope {self.scope} (add it to the key in Klaviyo, or run "
+                "`klaviyo-pipeline check` to list every scope the enabled assets need)"
+            )
+        return ""
 
 
 class QuotaExhausted(KlaviyoError):
@@ -150,13 +168,13 @@ class Page:
     context: dict[str, Any]
     received: int  # records on the page before the client-side window filter
 
-    def related(self, record: dict[str, Any], relationship: str) -> list[dict[str, Any]]:
-        """The included resources a record's relationship points at."""
-        data = (record.get("relationships") or {}).get(relationship, {}).get("data")
-        if data is None:
-            return []
-        links = data if isinstance(data, list) else [data]
-        return [self.included[(d["type"], d["id"])] for d in links if (d["type"], d["id"]) in self.included]
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """The account a key reads (GET /api/accounts): its id, and the time zone its reports count days in."""
+
+    id: str
+    timezone: str = "UTC"
 
 
 class KlaviyoClient:
@@ -176,13 +194,13 @@ class KlaviyoClient:
         now_margin: float = 5.0,
         budget: RateBudget | None = None,
         stats: ApiStats | None = None,
-        account_id: str | None = None,
+        account: AccountInfo | None = None,
         rate_time_scale: float = 1.0,
     ):
         if not api_key:
             raise KlaviyoError("no Klaviyo API key given (set KLAVIYO_API_KEY)")
         self.base_url = base_url.rstrip("/")
-        self.revision = revision
+        self.revision = check_revision(revision)
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max_attempts
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
@@ -200,7 +218,7 @@ class KlaviyoClient:
                 "User-Agent": "klaviyo-pipeline/0.1",
             }
         )
-        self._account_id = account_id  # known already, or looked up on first use
+        self._account = account  # known already, or looked up on first use
 
     def __repr__(self) -> str:
         return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
@@ -224,10 +242,10 @@ class KlaviyoClient:
         *,
         params: dict | None = None,
         json_body: Any = None,
-        tier: Tier,
-        bucket: str,
+        limits: Limits,
     ) -> dict[str, Any]:
-        """Send one request through the budget with retries; the decoded JSON body."""
+        """Send one request through the budget (a slot in every (bucket, tier) of `limits`) with retries; the
+        decoded JSON body. A 4xx is never retried: it raises KlaviyoApiError at once."""
         endpoint = self._endpoint_name(url)
         attempts = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),
@@ -239,7 +257,7 @@ class KlaviyoClient:
         try:
             for attempt in attempts:
                 with attempt:
-                    return self._once(method, url, params, json_body, tier, bucket, endpoint)
+                    return self._once(method, url, params, json_body, limits, endpoint)
         except _Retryable as exc:
             raise KlaviyoError(
                 f"Klaviyo {method} {endpoint}: gave up after {self.max_attempts} attempts: {exc}"
@@ -262,8 +280,9 @@ class KlaviyoClient:
             self.stats.add(endpoint, throttled_seconds=state.next_action.sleep)
         log.warning("Klaviyo %s: retrying (attempt %d): %s", endpoint, state.attempt_number + 1, exc)
 
-    def _once(self, method, url, params, json_body, tier: Tier, bucket: str, endpoint: str) -> dict[str, Any]:
-        waited = self.budget.acquire(bucket, tier)
+    def _once(self, method, url, params, json_body, limits: Limits, endpoint: str) -> dict[str, Any]:
+        waited = sum(self.budget.acquire(bucket, tier) for bucket, tier in limits)
+        bucket = limits[0][0]
         if waited:
             self.stats.add(endpoint, throttled_seconds=waited)
         self.stats.add(endpoint, calls=1)
@@ -278,7 +297,8 @@ class KlaviyoClient:
             retry_after = _retry_after(response)
             if retry_after > self.max_retry_after:
                 raise QuotaExhausted(endpoint, retry_after)
-            self.budget.block(bucket, retry_after)
+            for blocked, _tier in limits:
+                self.budget.block(blocked, retry_after)
             raise _Retryable(f"429 throttled, Retry-After {retry_after:.0f} s", retry_after=retry_after)
         if status >= 500:
             raise _Retryable(f"HTTP {status}{_html_note(response)}")
@@ -302,15 +322,15 @@ class KlaviyoClient:
         params: dict[str, str] | None = None,
         context: dict[str, Any] | None = None,
         keep: Any = None,
+        additional_fields: Iterable[str] = (),
     ) -> Iterator[Page]:
         """Pages of a listing, following `links.next` verbatim until it is null or absent."""
         url: str | None = self.base_url + endpoint.path
         first = True
         seen_urls: set[str] = set()
+        limits = endpoint.tiers_for(additional_fields)
         while url:
-            body = self.request(
-                "GET", url, params=params if first else None, tier=endpoint.tier, bucket=endpoint.entity
-            )
+            body = self.request("GET", url, params=params if first else None, limits=limits)
             first = False
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise KlaviyoError(f"Klaviyo GET {endpoint.path}: the response has no 'data' list")
@@ -375,7 +395,7 @@ class KlaviyoClient:
         size = page_size or endpoint.page_size
         for conds, ctx in _passes(endpoint):
             params = _list_params(endpoint, conds + base, size, include, additional_fields, sort)
-            yield from self.iter_pages(endpoint, params, ctx, keep)
+            yield from self.iter_pages(endpoint, params, ctx, keep, additional_fields)
 
     def newest_update(self, entity: str) -> dt.datetime | None:
         """The newest timestamp of an entity: one request per pass where the API sorts newest first,
@@ -405,40 +425,62 @@ class KlaviyoClient:
                         newest = stamp
         return newest
 
+    def probe(self, entity: str, include: Iterable[str] = ()) -> int:
+        """The smallest request an entity's listing allows (one record of its first pass, one page): proves the
+        key may read it. Returns how many records came back; a refusal raises KlaviyoApiError."""
+        endpoint = ENDPOINTS[entity]
+        conds, ctx = _passes(endpoint)[0]
+        params = _list_params(endpoint, conds, 1, include, (), None)
+        return len(next(self.iter_pages(endpoint, params, ctx)).records)
+
     def get_resource(
         self, entity: str, record_id: str, additional_fields: Iterable[str] = ()
     ) -> dict[str, Any]:
         endpoint = ENDPOINTS[entity]
         params = {}
         extra = list(additional_fields)
-        tier = endpoint.tier
-        bucket = f"{entity}-get"
         if extra:
             params[f"additional-fields[{endpoint.type}]"] = ",".join(extra)
-            if "profile_count" in extra:
-                tier, bucket = XS, f"{entity}-profile-count"
+        # A GET by id has its own counters, apart from the listing's.
+        limits = [(f"{bucket}-get", tier) for bucket, tier in endpoint.tiers_for(extra)]
         body = self.request(
-            "GET", f"{self.base_url}{endpoint.path}/{record_id}", params=params, tier=tier, bucket=bucket
+            "GET", f"{self.base_url}{endpoint.path}/{record_id}", params=params, limits=limits
         )
         return body["data"]
 
-    def account_id(self) -> str:
-        """The account's id (GET /api/accounts, cached)."""
-        if self._account_id is None:
-            body = self.request("GET", f"{self.base_url}/api/accounts", tier=XS, bucket="accounts")
+    def account(self) -> AccountInfo:
+        """The account behind the key: id and time zone (GET /api/accounts, scope accounts:read; cached)."""
+        if self._account is None:
+            body = self.request("GET", self.base_url + ACCOUNTS_PATH, limits=[("accounts", ACCOUNTS_TIER)])
             try:
-                self._account_id = body["data"][0]["id"]
+                first = body["data"][0]
+                account_id = first["id"]
             except (KeyError, IndexError, TypeError):
-                raise KlaviyoError("Klaviyo GET /api/accounts: no account in the response") from None
-        return self._account_id
+                raise KlaviyoError(f"Klaviyo GET {ACCOUNTS_PATH}: no account in the response") from None
+            timezone = (first.get("attributes") or {}).get("timezone") or "UTC"
+            self._account = AccountInfo(str(account_id), str(timezone))
+        return self._account
 
-    def report(self, kind: str, attributes: dict[str, Any]) -> dict[str, Any]:
-        """POST a Reporting API query (1/s, 2/min, 225/day per account); the response's data."""
-        path = REPORT_PATHS[kind]
+    def account_id(self) -> str:
+        """The account's id."""
+        return self.account().id
+
+    def report_page(
+        self, kind: str, attributes: dict[str, Any], url: str | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        """POST one page of a Reporting API query (1/s, 2/min, 225/day per account): the response's data,
+        and the URL of the next page (`links.next`, POSTed with the same body) or None on the last page."""
+        report = REPORT_ENDPOINTS[kind]
         body = {"data": {"type": f"{kind}-report", "attributes": attributes}}
-        return self.request("POST", self.base_url + path, json_body=body, tier=REPORTS, bucket="reports")[
-            "data"
-        ]
+        answer = self.request(
+            "POST", url or self.base_url + report.path, json_body=body, limits=[("reports", report.tier)]
+        )
+        if not isinstance(answer, dict):
+            raise KlaviyoError(f"Klaviyo POST {report.path}: the response is not a JSON object")
+        next_url = (answer.get("links") or {}).get("next") if isinstance(answer.get("links"), dict) else None
+        if next_url is not None and (not isinstance(next_url, str) or next_url == url):
+            raise KlaviyoError(f"Klaviyo POST {report.path}: the report's next page link does not advance")
+        return answer.get("data"), next_url
 
 
 SORTS_BY_UPDATE = {"campaigns", "flows", "forms", "segments", "lists", "profiles", "events"}
@@ -550,10 +592,11 @@ class KlaviyoResource(dg.ConfigurableResource):
         description="Shrinks the client's rate windows to match a time-scaled simulator; 1.0 for Klaviyo.",
     )
 
-    _account_id: str | None = PrivateAttr(default=None)
+    _account: AccountInfo | None = PrivateAttr(default=None)
 
     def fresh_client(self) -> KlaviyoClient:
-        """A client with its own stats (one per materialization); the account id is looked up once."""
+        """A client with its own stats (one per materialization); the account is looked up once. A key Klaviyo
+        refuses (401, or 403 for lack of accounts:read) raises KlaviyoApiError here."""
         client = KlaviyoClient(
             self.api_key,
             base_url=self.base_url,
@@ -562,14 +605,21 @@ class KlaviyoResource(dg.ConfigurableResource):
             read_timeout=self.read_timeout,
             max_attempts=self.max_attempts,
             max_retry_after=self.max_retry_after,
-            account_id=self._account_id,
+            account=self._account,
             rate_time_scale=self.rate_time_scale,
         )
-        self._account_id = client.account_id()
+        try:
+            self._account = client.account()
+        except BaseException:
+            client.close()
+            raise
         return client
 
-    def account_id(self) -> str:
-        """The account's id, looked up once (by the first client this resource hands out)."""
-        if self._account_id is None:
+    def account(self) -> AccountInfo:
+        """The account (id, time zone), looked up once (by the first client this resource hands out)."""
+        if self._account is None:
             self.fresh_client().close()
-        return self._account_id
+        return self._account
+
+    def account_id(self) -> str:
+        return self.account().id

@@ -13,15 +13,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from resources.ratelimit import XL, L, M, S, Tier
+from resources.ratelimit import REPORTS, XL, XS, L, M, S, Tier
 
 UTC = dt.UTC
 CMP = frozenset({"greater-or-equal", "greater-than", "less-or-equal", "less-than"})
+# Revisions this endpoint table is right for: page[size] on campaigns, lists, segments and tags, 1,000 events
+# a page and `has(metric)` arrived by 2026-04-15 (KLAVIYO_API.md §8, item 1); nothing it uses changed in 2026-07-15.
+SUPPORTED_REVISIONS = ("2026-04-15", "2026-07-15")
+ACCOUNTS_PATH = "/api/accounts"
+ACCOUNTS_SCOPE = "accounts:read"
+ACCOUNTS_TIER = XS
+
+
+class UnsupportedRevision(ValueError):
+    """A configured revision whose endpoints, filters or page sizes this client does not know."""
+
+
+def check_revision(revision: str) -> str:
+    """The revision, or an error listing the ones this client supports."""
+    if revision not in SUPPORTED_REVISIONS:
+        raise UnsupportedRevision(
+            f"Klaviyo revision {revision!r} is not supported by this pipeline's endpoint table; "
+            f"supported: {', '.join(SUPPORTED_REVISIONS)} (set KLAVIYO_REVISION to one of them)"
+        )
+    return revision
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A list endpoint: path, JSON:API type, largest page, tier, the timestamp it windows on, its filters."""
+    """A list endpoint: path, JSON:API type, largest page, tier, the timestamp it windows on, its filters, the
+    key scope it needs, and the stricter tiers some `additional-fields` values add on top of its own."""
 
     entity: str
     path: str
@@ -32,6 +53,20 @@ class Endpoint:
     filters: dict[str, frozenset[str]] = field(default_factory=dict)
     archived_passes: bool = False
     channel_passes: tuple[str, ...] = ()
+    scope: str = ""
+    field_tiers: dict[str, Tier] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.scope:
+            object.__setattr__(self, "scope", f"{self.entity}:read")
+
+    def tiers_for(self, additional_fields: Iterable[str]) -> list[tuple[str, Tier]]:
+        """(bucket, tier) pairs a request with these additional fields spends: the endpoint's, plus the
+        stricter tier of each field that has one (Klaviyo counts a request against both)."""
+        extra = [
+            (f"{self.entity}:{f}", self.field_tiers[f]) for f in additional_fields if f in self.field_tiers
+        ]
+        return [(self.entity, self.tier), *extra]
 
 
 def _ops(*names: str) -> frozenset[str]:
@@ -110,6 +145,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                 "is_active": _ops("any", "equals"),
                 "is_starred": _ops("equals"),
             },
+            field_tiers={"profile_count": XS},  # only on GET /api/segments/{id}
         ),
         Endpoint(
             "lists",
@@ -124,6 +160,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                 "created": _ops("greater-than"),
                 "updated": _ops("greater-than"),
             },
+            field_tiers={"profile_count": XS},  # only on GET /api/lists/{id}
         ),
         # No sort, no page[size], no time filter: windowed client-side on `updated`.
         Endpoint(
@@ -160,6 +197,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                 "created": _ops("greater-than", "less-than"),
                 "updated": _ops("greater-than", "less-than"),
             },
+            field_tiers={"predictive_analytics": M},  # the spec: predictive analytics lowers it to M
         ),
         Endpoint(
             "events",
@@ -179,6 +217,49 @@ ENDPOINTS: dict[str, Endpoint] = {
         ),
     ]
 }
+
+
+@dataclass(frozen=True)
+class ReportEndpoint:
+    """A Reporting API query: its path, the key scope it needs, and whether the spec declares `page_cursor`
+    on it (its results then come in pages, each a POST of the same body to `links.next`)."""
+
+    kind: str
+    path: str
+    scope: str
+    paged: bool
+    tier: Tier = REPORTS
+
+
+REPORT_ENDPOINTS: dict[str, ReportEndpoint] = {
+    r.kind: r
+    for r in [
+        ReportEndpoint("campaign-values", "/api/campaign-values-reports", "campaigns:read", paged=True),
+        ReportEndpoint("flow-values", "/api/flow-values-reports", "flows:read", paged=True),
+        ReportEndpoint("flow-series", "/api/flow-series-reports", "flows:read", paged=True),
+        ReportEndpoint("form-values", "/api/form-values-reports", "forms:read", paged=False),
+        ReportEndpoint("form-series", "/api/form-series-reports", "forms:read", paged=False),
+        ReportEndpoint("segment-values", "/api/segment-values-reports", "segments:read", paged=False),
+        ReportEndpoint("segment-series", "/api/segment-series-reports", "segments:read", paged=False),
+    ]
+}
+
+
+def scope_for(path: str) -> str | None:
+    """The key scope a request to this API path needs (from the tables above), or None when unknown."""
+    parts = path.rstrip("/").split("/")
+    if len(parts) < 3 or parts[1] != "api":
+        return None
+    collection = "/api/" + parts[2]
+    if collection == ACCOUNTS_PATH:
+        return ACCOUNTS_SCOPE
+    for endpoint in ENDPOINTS.values():
+        if endpoint.path == collection:
+            return endpoint.scope
+    for report in REPORT_ENDPOINTS.values():
+        if report.path == collection:
+            return report.scope
+    return None
 
 
 class FilterNotAllowed(ValueError):

@@ -145,7 +145,7 @@ def test_report_daily_quota_stops_at_once(sim, client_for):
     sim.faults.queue("429")
     client = client_for(sim)
     with pytest.raises(QuotaExhausted, match=r"resets in 73473 s") as info:
-        client.report(
+        client.report_page(
             "segment-values", {"statistics": ["total_members"], "timeframe": {"key": "last_7_days"}}
         )
     assert info.value.resets_at > dt.datetime.now(UTC) + dt.timedelta(hours=20)

@@ -1,0 +1,77 @@
+"""What the enabled assets ask of an API key: each endpoint they read, the scope it needs, and a check that
+sends the smallest request each allows (`klaviyo-pipeline check`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assets.entities import ALL_ASSETS
+from assets.stats import STATS_KEYS
+from assets.sync import PLANS
+from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoError
+from resources.klaviyo_api import ACCOUNTS_PATH, ACCOUNTS_SCOPE, ENDPOINTS, REPORT_ENDPOINTS
+from resources.reports import FAMILIES
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """An endpoint an asset reads, the key scope it needs, and the entity listing whose smallest request proves
+    that scope (reports are proven by a listing of the same scope: a report request would spend the daily
+    report quota)."""
+
+    asset: str
+    endpoint: str
+    scope: str
+    probe: str | None  # entity to probe; None: GET /api/accounts
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    requirement: Requirement
+    ok: bool
+    detail: str
+
+
+def requirements() -> list[Requirement]:
+    """Every endpoint the assets read, in asset order, with its scope."""
+    out = [Requirement("(every asset)", f"GET {ACCOUNTS_PATH}", ACCOUNTS_SCOPE, None)]
+    for entity in ALL_ASSETS:
+        endpoint = ENDPOINTS[entity]
+        include = f"?include={','.join(PLANS[entity].include)}" if PLANS[entity].include else ""
+        out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}{include}", endpoint.scope, entity))
+    for name, key in STATS_KEYS.items():
+        report = REPORT_ENDPOINTS[FAMILIES[name].report]
+        proof = next(e for e in ENDPOINTS.values() if e.scope == report.scope)
+        out.append(Requirement(key.to_user_string(), f"POST {report.path}", report.scope, proof.entity))
+    return out
+
+
+def check_access(client: KlaviyoClient) -> list[AccessResult]:
+    """One smallest request per scope the assets need (each probe is sent once and its answer shared)."""
+    answers: dict[str | None, tuple[bool, str]] = {}
+    results = []
+    for req in requirements():
+        if req.probe not in answers:
+            answers[req.probe] = _probe(client, req.probe)
+        ok, detail = answers[req.probe]
+        if ok and req.endpoint.startswith("POST"):
+            detail = f"{detail} (scope proven by GET {ENDPOINTS[req.probe].path}; no report quota spent)"
+        results.append(AccessResult(req, ok, detail))
+    return results
+
+
+def _probe(client: KlaviyoClient, entity: str | None) -> tuple[bool, str]:
+    try:
+        if entity is None:
+            account = client.account()
+            return True, f"ok: account {account.id}, time zone {account.timezone}"
+        client.probe(entity, PLANS[entity].include)
+        return True, "ok"
+    except KlaviyoApiError as exc:
+        if exc.status == 401:
+            return False, "refused: the key is not valid (401)"
+        if exc.status == 403:
+            return False, f"missing: {exc.detail} (403)"
+        return False, f"error: {exc}"
+    except KlaviyoError as exc:
+        return False, f"error: {exc}"
