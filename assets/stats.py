@@ -11,6 +11,7 @@ from sqlalchemy import text
 from assets.statistics import StatsOutcome, StatsRequest, load_statistics, refresh_summaries
 from pipelines import settings
 from pipelines.partitions import daily_partitions
+from resources.calendar import AccountCalendar
 from resources.klaviyo import KlaviyoApiError, KlaviyoResource
 from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError, ReportLedger
 from resources.warehouse import Warehouse
@@ -32,8 +33,8 @@ DESCRIPTIONS = {
     "flow": "Flow statistics per flow message, channel and day (flow series report, 60 days per call).",
     "form": "Form statistics per form and day (form series report, 60 days per call).",
     "segment": "Segment membership per segment and day (segment series report, 60 days per call).",
-    "campaign": "Campaign statistics per message and channel (campaign values report over the send dates, "
-    "a year per call).",
+    "campaign": "Campaign statistics per message and channel (campaign values report over a timeframe that "
+    "holds each send whole; read again until 30 days after the send).",
 }
 
 
@@ -56,7 +57,13 @@ class StatsConfig(dg.Config):
     daily_quota: int = Field(
         default=DAILY_QUOTA,
         ge=1,
-        description="Report requests allowed per account and UTC day (Klaviyo: 225).",
+        description="Report requests allowed per account and day of the account's time zone (Klaviyo: 225).",
+    )
+    campaign_refresh_days: int = Field(
+        default=30,
+        ge=0,
+        description="Campaigns are read again on every run until this many days after their send (opens, "
+        "clicks and conversions keep arriving).",
     )
 
 
@@ -100,9 +107,13 @@ def klaviyo_stats(
     warehouse.ensure_migrated()
     selected = [name for name, key in STATS_KEYS.items() if key in context.selected_asset_keys]
     first, last = _days(context)
-    client = klaviyo.fresh_client()
+    client = None
     try:
-        ledger = ReportLedger(warehouse.engine, client.account_id(), quota=config.daily_quota)
+        client = klaviyo.fresh_client()
+        account = client.account()
+        ledger = ReportLedger(
+            warehouse.engine, account.id, quota=config.daily_quota, calendar=AccountCalendar(account.timezone)
+        )
         request = StatsRequest(
             families=selected,
             first_day=first,
@@ -112,12 +123,16 @@ def klaviyo_stats(
             conversion_metric_name=config.conversion_metric_name,
             conversion_metric_id=config.conversion_metric_id,
             run_id=context.run_id,
+            campaign_refresh_days=config.campaign_refresh_days,
         )
         outcome = load_statistics(request, client, warehouse, ledger, log=context.log)
     except (KlaviyoApiError, ReportFormatError) as exc:
+        # Klaviyo refused the request or the key (401/403), or answered what cannot be read: a retry of the
+        # step would get the same answer.
         raise dg.Failure(str(exc), allow_retries=False) from exc
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     deferred = []
     for name in selected:
         family = outcome.families[name]
@@ -141,6 +156,8 @@ def _metadata(name: str, outcome: StatsOutcome, warehouse: Warehouse) -> dict:
         "rows_unchanged": family.counts.skipped,
         "report_calls_planned": len(family.planned),
         "report_calls_made": len(family.made),
+        "report_pages": family.pages,
+        "results_rejected": len(family.rejected),
         "report_quota_used_today": outcome.quota_used,
         "report_quota": outcome.quota,
         "windows": ", ".join(f"{c.start}..{c.end}" for c in family.made) or "none (all days settled)",
@@ -149,7 +166,9 @@ def _metadata(name: str, outcome: StatsOutcome, warehouse: Warehouse) -> dict:
         meta["conversion_metric"] = family.metric_note
     if family.skipped:
         meta["skipped"] = family.skipped
-    chart = _chart(name, warehouse, outcome.account_id)
+    if family.rejected:
+        meta["rejected_examples"] = dg.MetadataValue.json(family.rejected[:20])
+    chart = _chart(name, warehouse, outcome.account_id, outcome.today)
     if chart:
         meta.update(chart)
     return meta
@@ -176,31 +195,31 @@ _CHARTS = {
                   array_agg(s.total_members ORDER BY s.day) AS series
            FROM klaviyo_segment_stats_daily s
            LEFT JOIN klaviyo_segments g ON g.account_id = s.account_id AND g.id = s.segment_id
-           WHERE s.account_id = :a AND s.day > current_date - 60 GROUP BY s.segment_id, g.name
+           WHERE s.account_id = :a AND s.day > CAST(:today AS date) - 60 GROUP BY s.segment_id, g.name
            ORDER BY max(s.total_members) DESC LIMIT 10""",
     ),
     "flow": (
         "daily_revenue",
         """SELECT 'all flows' AS name, array_agg(revenue ORDER BY day) AS series
            FROM (SELECT day, sum(conversion_value) AS revenue FROM klaviyo_flow_stats_daily
-                 WHERE account_id = :a AND day > current_date - 60 GROUP BY day) d""",
+                 WHERE account_id = :a AND day > CAST(:today AS date) - 60 GROUP BY day) d""",
     ),
     "form": (
         "daily_submits",
         """SELECT 'all forms' AS name, array_agg(submits ORDER BY day) AS series
            FROM (SELECT day, sum(submits) AS submits FROM klaviyo_form_stats_daily
-                 WHERE account_id = :a AND day > current_date - 60 GROUP BY day) d""",
+                 WHERE account_id = :a AND day > CAST(:today AS date) - 60 GROUP BY day) d""",
     ),
 }
 
 
-def _chart(name: str, warehouse: Warehouse, account_id: str) -> dict:
+def _chart(name: str, warehouse: Warehouse, account_id: str, today: dt.date) -> dict:
     """Last 60 days as sparklines (markdown) plus the latest figure as a number Dagster plots across runs."""
     if name not in _CHARTS:
         return {}
     label, sql = _CHARTS[name]
     with warehouse.engine.connect() as conn:
-        rows = [r for r in conn.execute(text(sql), {"a": account_id}).all() if r.series]
+        rows = [r for r in conn.execute(text(sql), {"a": account_id, "today": today}).all() if r.series]
     if not rows:
         return {}
     lines = ["| series | latest | last 60 days |", "|---|---:|---|"]
@@ -233,8 +252,12 @@ def entity_summaries(
     context: dg.AssetExecutionContext, config: SummaryConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     warehouse.ensure_migrated()
-    account_id = klaviyo.account_id()
-    today = dt.datetime.now(UTC).date()
+    try:
+        account = klaviyo.account()
+    except KlaviyoApiError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    account_id = account.id
+    today = AccountCalendar(account.timezone).today(dt.datetime.now(UTC))
     changed = refresh_summaries(warehouse, account_id, today, config.days)
     context.log.info(f"summary columns over {config.days} days to {today}: rows changed {changed}")
     with warehouse.engine.connect() as conn:

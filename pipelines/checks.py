@@ -171,7 +171,66 @@ def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
             },
         )
 
-    return [rates_within_0_1, counts_non_negative, known_entities, no_missing_days]
+    @dg.asset_check(
+        asset=key,
+        name="sent_campaigns_have_figures",
+        description="Every campaign sent (status Sent) at least a day before the latest campaign report call "
+        "and since the first one has a row in klaviyo_campaign_stats.",
+    )
+    def sent_campaigns_have_figures(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.ensure_migrated()
+        with warehouse.engine.connect() as conn:
+            missing = (
+                conn.execute(
+                    text(
+                        """WITH calls AS (
+                               SELECT account_id, min(timeframe_start) AS first, max(called_at) AS last
+                               FROM klaviyo_report_calls WHERE report = :r AND status = 'ok' GROUP BY account_id)
+                           SELECT c.id FROM klaviyo_campaigns c JOIN calls ON calls.account_id = c.account_id
+                           WHERE c.deleted_at IS NULL AND c.status = 'Sent'
+                             AND c.send_time >= calls.first AND c.send_time < calls.last - interval '1 day'
+                             AND NOT EXISTS (SELECT 1 FROM klaviyo_campaign_stats s
+                                             WHERE s.account_id = c.account_id AND s.campaign_id = c.id)
+                           ORDER BY c.id LIMIT 20"""
+                    ),
+                    {"r": family.report},
+                )
+                .scalars()
+                .all()
+            )
+        return dg.AssetCheckResult(
+            passed=not missing,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"campaigns_without_figures": dg.MetadataValue.json(missing)},
+        )
+
+    @dg.asset_check(
+        asset=key,
+        name="no_rejected_results",
+        description=f"The latest run's {family.report} responses had no result that could not be read.",
+    )
+    def no_rejected_results(warehouse: Warehouse) -> dg.AssetCheckResult:
+        warehouse.ensure_migrated()
+        with warehouse.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    """WITH latest AS (SELECT run_id FROM klaviyo_report_calls WHERE report = :r
+                                      ORDER BY called_at DESC, id DESC LIMIT 1)
+                       SELECT coalesce(sum(rows_rejected), 0) AS rejected, count(*) AS calls,
+                              string_agg(detail, '; ') FILTER (WHERE rows_rejected > 0) AS detail
+                       FROM klaviyo_report_calls WHERE report = :r
+                         AND run_id IS NOT DISTINCT FROM (SELECT run_id FROM latest)"""
+                ),
+                {"r": family.report},
+            ).one()
+        return dg.AssetCheckResult(
+            passed=row.rejected == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"results_rejected": int(row.rejected), "calls": row.calls, "detail": row.detail or ""},
+        )
+
+    coverage = sent_campaigns_have_figures if name == "campaign" else no_missing_days
+    return [rates_within_0_1, counts_non_negative, known_entities, coverage, no_rejected_results]
 
 
 stats_checks = [check for name in STATS_KEYS for check in _stats_checks_for(name)]

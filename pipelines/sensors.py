@@ -14,8 +14,9 @@ from assets.transform import INCLUDED_SHAPES
 from pipelines.jobs import entity_jobs, stats_job
 from pipelines.partitions import daily_partitions
 from resources import sync_status
+from resources.calendar import AccountCalendar
 from resources.klaviyo import KlaviyoResource
-from resources.reports import FAMILIES, ReportLedger, plan_calls
+from resources.reports import FAMILIES, ReportLedger, campaign_send_days, plan_calls, plan_campaign_calls
 from resources.warehouse import Warehouse
 
 UTC = dt.UTC
@@ -141,10 +142,12 @@ def klaviyo_stats_catchup_sensor(
 ) -> dg.RunRequest | dg.SkipReason:
     warehouse.ensure_migrated()
     first = dt.date.fromisoformat(daily_partitions.get_first_partition_key())
-    today = dt.datetime.now(UTC).date()
-    account = klaviyo.account_id()
+    info = klaviyo.account()
+    account, calendar = info.id, AccountCalendar(info.timezone)
+    today = calendar.today(dt.datetime.now(UTC))
     missing: dict[str, list[dt.date]] = {}
     with warehouse.engine.connect() as conn:
+        sent = set(campaign_send_days(conn, account, calendar, first, today).values())
         for name, family in FAMILIES.items():
             start = max(first, family.earliest) if family.earliest else first
             days = (
@@ -159,19 +162,25 @@ def klaviyo_stats_catchup_sensor(
                 .scalars()
                 .all()
             )
+            if name == "campaign":  # campaign calls are about the days sends began on
+                days = [d for d in days if d in sent]
             if days:
                 missing[name] = days
     if not missing:
         return dg.SkipReason("every day of every statistics family is loaded")
-    calls = sum(len(plan_calls(FAMILIES[n], d)) for n, d in missing.items())
-    ledger = ReportLedger(warehouse.engine, account)
+    calls = sum(
+        len(plan_campaign_calls(d, today) if n == "campaign" else plan_calls(FAMILIES[n], d))
+        for n, d in missing.items()
+    )
+    ledger = ReportLedger(warehouse.engine, account, calendar=calendar)
     left = ledger.remaining()
     summary = ", ".join(f"{n} {len(d)} days" for n, d in missing.items())
     if left == 0:
         used, closed = ledger.usage()
         why = "Klaviyo closed the day (429)" if closed else f"{used}/{ledger.quota} requests used"
         return dg.SkipReason(
-            f"report quota for {today} is spent ({why}); missing: {summary} ({calls} calls) wait for 00:00 UTC"
+            f"report quota for {today} is spent ({why}); missing: {summary} ({calls} calls) wait for 00:00 "
+            f"{calendar.timezone} ({ledger.resets_at().astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
         )
     start = min(d[0] for d in missing.values())
     end = max(d[-1] for d in missing.values())

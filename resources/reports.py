@@ -1,9 +1,11 @@
 """The Reporting API layer: what each statistics family asks Klaviyo, how a range of days becomes the fewest
 calls the API allows, the call ledger every run shares, and report responses as rows.
 
-Klaviyo allows 1 report request/s, 2/min and 225/day per account (KLAVIYO_API.md §4, §6). Series reports
-cover at most 60 days at a daily interval; values reports at most a year. Statistics are the API's own names;
-rates are the API's fractions in [0, 1].
+Klaviyo allows 1 report request/s, 2/min and 225/day per account (KLAVIYO_API.md §4, §6). Its docs give these
+limits on each reporting operation and do not say whether the seven operations share them; every report request
+is budgeted against one shared pool, which is safe under either reading. Series reports cover at most 60 days at
+a daily interval; values reports at most a year. Days are the account's calendar days (`AccountCalendar`);
+timeframes never end in the future. Statistics are the API's own names; rates are its fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from resources.calendar import UTC_CALENDAR, AccountCalendar
 from resources.ratelimit import REPORTS
 
 UTC = dt.UTC
 DAILY_QUOTA: int = REPORTS.daily  # report requests per account and day
+NOW_MARGIN = dt.timedelta(seconds=5)  # a timeframe ends at least this long before now
+# A campaign's send can run over a few days (throttled or recipients' local time): a campaign call that does not
+# reach today keeps only campaigns whose send began at least this many days before its end, so no send is cut.
+SEND_SPAN_DAYS = 3
 
 # Campaign and flow statistics (KLAVIYO_API.md §6); four more from revision 2025-10-15.
 MESSAGE_STATISTICS = (
@@ -129,14 +136,19 @@ FAMILIES: dict[str, Family] = {
 
 @dataclass(frozen=True)
 class ReportCall:
-    """One report request: a family over the days [start, end] (both inclusive)."""
+    """One report query (one or more pages): a family over the account's days [start, end] (both inclusive).
+    `covers` are the days it loads when they differ from [start, end]: a campaign call reaches past the send
+    days it loads, so that every send it keeps is whole."""
 
     family: str
     start: dt.date
     end: dt.date
+    covers: tuple[dt.date, ...] | None = None
 
     @property
     def days(self) -> list[dt.date]:
+        if self.covers is not None:
+            return list(self.covers)
         return [self.start + dt.timedelta(days=k) for k in range((self.end - self.start).days + 1)]
 
     def label(self) -> str:
@@ -162,6 +174,53 @@ def plan_calls(family: Family, days: Iterable[dt.date]) -> list[ReportCall]:
     return calls
 
 
+def plan_campaign_calls(send_days: Iterable[dt.date], today: dt.date) -> list[ReportCall]:
+    """Campaign values calls for campaigns whose sends began on `send_days`: each call starts on the first
+    such day and runs as far as the API allows (a year, never past today), so that every send it keeps is
+    whole; a call that ends before today keeps only the sends that began SEND_SPAN_DAYS before its end."""
+    wanted = sorted(set(send_days))
+    calls: list[ReportCall] = []
+    i = 0
+    while i < len(wanted):
+        start = wanted[i]
+        end = min(start + dt.timedelta(days=FAMILIES["campaign"].max_days - 1), today)
+        cutoff = end if end >= today else end - dt.timedelta(days=SEND_SPAN_DAYS)
+        j = i
+        while j + 1 < len(wanted) and wanted[j + 1] <= cutoff:
+            j += 1
+        calls.append(ReportCall("campaign", start, end, tuple(wanted[i : j + 1])))
+        i = j + 1
+    return calls
+
+
+def campaign_keep_until(call: ReportCall, today: dt.date) -> dt.date:
+    """The last send day whose campaigns a campaign call holds whole (see plan_campaign_calls)."""
+    return call.end if call.end >= today else call.end - dt.timedelta(days=SEND_SPAN_DAYS)
+
+
+def campaign_send_days(
+    conn: Connection, account_id: str, calendar: AccountCalendar, first: dt.date, last: dt.date
+) -> dict[str, dt.date]:
+    """The account day each live campaign's send began on, for sends that began in [first, last]: the earliest
+    of the campaign's send time and its messages' (a day earlier for a send in recipients' local time, which
+    starts in the earliest time zone)."""
+    rows = conn.execute(
+        text(
+            """SELECT c.id, (least(c.send_time, m.first_send)
+                             - CASE WHEN m.local THEN interval '1 day' ELSE interval '0' END)
+                            AT TIME ZONE :tz AS began
+               FROM klaviyo_campaigns c
+               LEFT JOIN (SELECT campaign_id, min(send_time) AS first_send, bool_or(send_time_is_local) AS local
+                          FROM klaviyo_campaign_messages WHERE account_id = :a AND deleted_at IS NULL
+                          GROUP BY campaign_id) m ON m.campaign_id = c.id
+               WHERE c.account_id = :a AND c.deleted_at IS NULL
+                 AND coalesce(c.send_time, m.first_send) IS NOT NULL"""
+        ),
+        {"a": account_id, "tz": calendar.timezone},
+    ).all()
+    return {r.id: r.began.date() for r in rows if first <= r.began.date() <= last}
+
+
 def days_to_load(
     conn: Connection,
     account_id: str,
@@ -171,10 +230,11 @@ def days_to_load(
     now: dt.datetime,
     settle_days: int,
     full_refresh: bool = False,
+    calendar: AccountCalendar = UTC_CALENDAR,
 ) -> list[dt.date]:
-    """Days of [first, last] (never after today) not yet loaded, or last read before they settled: a day is
-    settled once read `settle_days` after it ended (Klaviyo revises attribution for days)."""
-    last = min(last, now.date())
+    """The account's days of [first, last] (never after its today) not yet loaded, or last read before they
+    settled: a day is settled once read `settle_days` after it ended (Klaviyo revises attribution for days)."""
+    last = min(last, calendar.today(now - NOW_MARGIN))
     if last < first:
         return []
     days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
@@ -193,9 +253,7 @@ def days_to_load(
 
     def settled(day: dt.date) -> bool:
         at = loaded.get(day)
-        return (
-            at is not None and at >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), UTC) + settle
-        )
+        return at is not None and at >= calendar.end_of(day) + settle
 
     return [d for d in days if not settled(d)]
 
@@ -218,7 +276,7 @@ def mark_loaded(
 
 
 class ReportLedger:
-    """Report requests per account and UTC day, in Postgres, shared by every run and process.
+    """Report requests per account and the account's calendar day, in Postgres, shared by every run and process.
 
     A slot is reserved (in its own committed transaction) before each request; requests a call's retries
     added are counted after it. A 429 whose Retry-After runs past the day closes the day for everyone.
@@ -230,6 +288,7 @@ class ReportLedger:
         account_id: str,
         quota: int = DAILY_QUOTA,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(UTC),
+        calendar: AccountCalendar = UTC_CALENDAR,
     ):
         if quota < 1:
             raise ValueError("the daily report quota must be at least 1")
@@ -237,9 +296,14 @@ class ReportLedger:
         self.account_id = account_id
         self.quota = quota
         self.clock = clock
+        self.calendar = calendar
 
     def _day(self) -> dt.date:
-        return self.clock().astimezone(UTC).date()
+        return self.calendar.today(self.clock())
+
+    def resets_at(self) -> dt.datetime:
+        """When the account's next day (and so a new quota) begins."""
+        return self.calendar.end_of(self._day())
 
     def usage(self) -> tuple[int, bool]:
         """(requests counted today, whether Klaviyo closed the day)."""
@@ -304,6 +368,7 @@ class ReportLedger:
         *,
         requests: int = 1,
         rows: int = 0,
+        rejected: int = 0,
         metric_id: str | None = None,
         run_id: str | None = None,
         detail: str | None = None,
@@ -311,8 +376,8 @@ class ReportLedger:
     ) -> None:
         sql = text(
             """INSERT INTO klaviyo_report_calls (account_id, report, timeframe_start, timeframe_end,
-                 conversion_metric_id, status, requests, rows_written, run_id, detail, called_at)
-               VALUES (:a, :rep, :s, :e, :m, :st, :n, :rows, :run, :detail, :at)"""
+                 conversion_metric_id, status, requests, rows_written, rows_rejected, run_id, detail, called_at)
+               VALUES (:a, :rep, :s, :e, :m, :st, :n, :rows, :rejected, :run, :detail, :at)"""
         )
         params = {
             "a": self.account_id,
@@ -323,6 +388,7 @@ class ReportLedger:
             "st": status,
             "n": requests,
             "rows": rows,
+            "rejected": rejected,
             "run": run_id,
             "detail": detail,
             "at": self.clock(),
@@ -334,14 +400,29 @@ class ReportLedger:
                 c.execute(sql, params)
 
 
-def request_attributes(family: Family, call: ReportCall, revision: str, metric_id: str | None) -> dict:
-    """The report's `data.attributes`: the whole days of the call in the account's timezone."""
+def timeframe(call: ReportCall, calendar: AccountCalendar, now: dt.datetime) -> dict[str, str]:
+    """The call's days as a timeframe in the account's wall-clock time (Klaviyo reads start and end in the
+    account's time zone and ignores the offset; both ends are inclusive): from the first day's midnight to the
+    last second of the last day, or to just before now when that is earlier (never in the future)."""
+    start = calendar.start_of(call.start)
+    end = min(calendar.end_of(call.end) - dt.timedelta(seconds=1), now - NOW_MARGIN)
+    if end <= start:
+        raise ValueError(f"{call.label()}: the timeframe would end before it starts ({end} <= {start})")
+    return {"start": calendar.wall_clock(start), "end": calendar.wall_clock(end)}
+
+
+def request_attributes(
+    family: Family,
+    call: ReportCall,
+    revision: str,
+    metric_id: str | None,
+    calendar: AccountCalendar = UTC_CALENDAR,
+    now: dt.datetime | None = None,
+) -> dict:
+    """The report's `data.attributes`: the whole days of the call in the account's time zone, up to now."""
     attributes: dict[str, Any] = {
         "statistics": family.statistics(revision),
-        "timeframe": {
-            "start": f"{call.start.isoformat()}T00:00:00+00:00",
-            "end": f"{call.end.isoformat()}T23:59:59+00:00",
-        },
+        "timeframe": timeframe(call, calendar, now or dt.datetime.now(UTC)),
     }
     if family.series:
         attributes["interval"] = "daily"
@@ -352,6 +433,36 @@ def request_attributes(family: Family, call: ReportCall, revision: str, metric_i
     return attributes
 
 
+def combine_pages(call: ReportCall, pages: list[Any]) -> dict[str, Any]:
+    """The pages of one report query as one response `data`: their results in order, the series' date_times
+    (which every page must repeat unchanged)."""
+    if len(pages) == 1:
+        return pages[0]
+    results: list[Any] = []
+    date_times = None
+    for n, page in enumerate(pages):
+        attributes = page.get("attributes") if isinstance(page, dict) else None
+        if not isinstance(attributes, dict) or not isinstance(attributes.get("results"), list):
+            raise ReportFormatError(f"{call.label()}: page {n + 1} has no data.attributes.results list")
+        if n == 0:
+            date_times = attributes.get("date_times")
+        elif attributes.get("date_times") != date_times:
+            raise ReportFormatError(f"{call.label()}: page {n + 1} has other date_times than page 1")
+        results += attributes["results"]
+    combined: dict[str, Any] = {"results": results}
+    if date_times is not None:
+        combined["date_times"] = date_times
+    return {**pages[0], "attributes": combined}
+
+
+@dataclass
+class ReportRows:
+    """A report response as rows, and the results that could not be read (rejected, with the reason)."""
+
+    frame: pd.DataFrame
+    rejected: list[str]
+
+
 def report_rows(
     family: Family,
     call: ReportCall,
@@ -359,8 +470,11 @@ def report_rows(
     account_id: str,
     fetched_at: dt.datetime,
     metric_id: str | None,
-) -> pd.DataFrame:
-    """A report response's `data` as table rows (one per grouping and day for series reports)."""
+    calendar: AccountCalendar = UTC_CALENDAR,
+) -> ReportRows:
+    """A report response's `data` as table rows (one per grouping and day for series reports). A response
+    without the documented shape raises ReportFormatError; a single malformed result is rejected (counted,
+    with its reason) and the others load."""
     if not isinstance(data, dict) or not isinstance(data.get("attributes"), dict):
         raise ReportFormatError(f"{call.label()}: the response has no data.attributes")
     attributes = data["attributes"]
@@ -373,27 +487,31 @@ def report_rows(
         if not isinstance(stamps, list):
             raise ReportFormatError(f"{call.label()}: a series report without data.attributes.date_times")
         try:
-            days = [dt.date.fromisoformat(str(s)[:10]) for s in stamps]  # the account's calendar day
-        except ValueError as exc:
+            days = [calendar.day_of(s) for s in stamps]  # the account's calendar day
+        except (TypeError, ValueError) as exc:
             raise ReportFormatError(f"{call.label()}: unreadable date_times entry ({exc})") from None
     rows: list[dict[str, Any]] = []
+    rejected: list[str] = []
     for n, result in enumerate(results):
         groupings = result.get("groupings") if isinstance(result, dict) else None
         statistics = result.get("statistics") if isinstance(result, dict) else None
         if not isinstance(groupings, dict) or not isinstance(statistics, dict):
-            raise ReportFormatError(f"{call.label()}: result {n} lacks groupings or statistics")
+            rejected.append(f"{call.label()}: result {n} lacks groupings or statistics")
+            continue
         missing = [g for g in family.groupings if not groupings.get(g)]
         if missing:
-            raise ReportFormatError(
-                f"{call.label()}: result {n} has no {missing} in its groupings {groupings}"
-            )
+            rejected.append(f"{call.label()}: result {n} has no {missing} in its groupings {groupings}")
+            continue
         base = {"account_id": account_id, **{g: str(groupings[g]) for g in family.groupings}}
         if family.series:
-            for name, values in statistics.items():
-                if not isinstance(values, list) or len(values) != len(days):
-                    raise ReportFormatError(
-                        f"{call.label()}: statistic {name!r} of result {n} does not align with date_times"
-                    )
+            unaligned = [
+                name for name, v in statistics.items() if not isinstance(v, list) or len(v) != len(days)
+            ]
+            if unaligned:
+                rejected.append(
+                    f"{call.label()}: statistic {unaligned[0]!r} of result {n} does not align with date_times"
+                )
+                continue
             for k, day in enumerate(days):
                 rows.append({**base, "day": day, "statistics": {s: v[k] for s, v in statistics.items()}})
         else:
@@ -409,7 +527,7 @@ def report_rows(
     if not family.series:
         frame["timeframe_start"] = call.start
         frame["timeframe_end"] = call.end
-    return frame
+    return ReportRows(frame, rejected)
 
 
 def _count(value: Any) -> int | None:
