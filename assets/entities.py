@@ -74,6 +74,13 @@ class EventsConfig(SyncConfig):
         default_factory=list,
         description="Only these metrics, by name, resolved to ids per account at run time.",
     )
+    reread_days: int = Field(
+        default=0,
+        ge=0,
+        description="A run of today's partition also re-reads the events of this many days back from now: events "
+        "Klaviyo received late with an older datetime (imports) are otherwise never read, since Klaviyo cannot "
+        "filter events by when it received them. The weekly deep re-read schedule sets 30.",
+    )
 
 
 CONFIGS: dict[str, type[SyncConfig]] = {"profiles": ProfilesConfig, "events": EventsConfig}
@@ -91,6 +98,9 @@ def _request_options(entity: str, config: SyncConfig, client, warehouse: Warehou
             if on
         ]
         return {"additional_fields": tuple(extra)}
+    options: dict = {}
+    if isinstance(config, EventsConfig) and config.reread_days:
+        options["reread"] = dt.timedelta(days=config.reread_days)
     if isinstance(config, EventsConfig) and (config.metric_ids or config.metric_names):
         ids = list(config.metric_ids)
         if config.metric_names:
@@ -103,8 +113,8 @@ def _request_options(entity: str, config: SyncConfig, client, warehouse: Warehou
                     allow_retries=False,
                 )
             ids += [found[name][0] for name in config.metric_names]  # the oldest of a repeated name
-        return {"filter_passes": tuple((Cond("equals", "metric_id", mid),) for mid in dict.fromkeys(ids))}
-    return {}
+        options["filter_passes"] = tuple((Cond("equals", "metric_id", mid),) for mid in dict.fromkeys(ids))
+    return options
 
 
 def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime | None, dt.datetime | None, str | None]:
@@ -180,8 +190,9 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         warehouse.ensure_migrated()
         start, end, label = _window(context)
-        client = klaviyo.fresh_client()
+        client = None
         try:
+            client = klaviyo.fresh_client()  # a refused key (401, 403) fails here, and is not retried
             request = SyncRequest(
                 entity=entity,
                 window_start=start,
@@ -194,10 +205,12 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
             )
             outcome = sync_entity(request, client, warehouse, log=context.log)
         except (KlaviyoApiError, QuotaExhausted, FilterNotAllowed) as exc:
-            # Klaviyo refused the request itself (or the quota is gone): a step retry would get the same answer.
+            # Klaviyo refused the request or the key itself (or the quota is gone): a step retry would get the
+            # same answer.
             raise dg.Failure(str(exc), allow_retries=False) from exc
         finally:
-            client.close()
+            if client is not None:
+                client.close()
         context.log.info(
             f"klaviyo/{entity}: {outcome.records_read} records read, {outcome.counts.inserted} inserted, "
             f"{outcome.counts.updated} updated, {outcome.counts.skipped} skipped, "

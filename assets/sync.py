@@ -31,8 +31,8 @@ from assets.transform import (
     transform_profiles,
 )
 from resources import sync_status
-from resources.klaviyo import KlaviyoClient, Page
-from resources.klaviyo_api import Cond
+from resources.klaviyo import KlaviyoApiError, KlaviyoClient, Page
+from resources.klaviyo_api import Cond, FilterNotAllowed
 from resources.textsafe import escape_text, unescape_text
 from resources.warehouse import ENTITY_KEY, UpsertCounts, Warehouse
 
@@ -56,6 +56,9 @@ class EntityPlan:
     fetch_workers: int = 1  # threads reading sub-windows of a closed window at once (shared rate budget)
     # Included resource types that land in their own table (INCLUDED_SHAPES), in the entity's transaction.
     included_tables: tuple[str, ...] = ()
+    # Columns Klaviyo fills only when asked for the `additional-fields` value of the same name: a run that did
+    # not ask leaves them as they are (a default run must not wipe what an opt-in run loaded).
+    opt_in_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.included_tables and self.streaming:
@@ -73,6 +76,7 @@ PLANS: dict[str, EntityPlan] = {
         lambda r, a, c: transform_profiles(r, a),
         streaming=True,
         batch_rows=10_000,
+        opt_in_columns=("subscriptions", "predictive_analytics"),
     ),
     "events": EntityPlan(
         "events",
@@ -85,6 +89,7 @@ PLANS: dict[str, EntityPlan] = {
         batch_rows=10_000,
         month_partitions_on="datetime",
         fetch_workers=3,
+        include=("metric",),  # Klaviyo may leave a relationship's data out unless it is included
     ),
 }
 PLANS["tags"] = EntityPlan("tags", "klaviyo_tags", PLANS["tags"].transform, include=("tag-group",))
@@ -108,6 +113,14 @@ class SyncRequest:
     partition_key: str | None = None
     filter_passes: tuple[tuple[Cond, ...], ...] = ((),)  # e.g. one pass per chosen metric
     additional_fields: tuple[str, ...] = ()
+    # A live partition's incremental run also re-reads this far back from now (records Klaviyo received late
+    # with an older timestamp, e.g. imported events); None: only the watermark's lookback.
+    reread: dt.timedelta | None = None
+
+
+class MetricRefused(FilterNotAllowed):
+    """Klaviyo refused the events filter of one or more metric ids (e.g. a custom metric's); the other
+    metrics were loaded."""
 
 
 @dataclass
@@ -133,6 +146,8 @@ def read_window(request: SyncRequest, previous_watermark: dt.datetime | None, no
     live = end is None or end > now
     if live and not request.full_refresh and previous_watermark is not None:
         start = previous_watermark - request.lookback
+    if live and request.reread is not None and start is not None:
+        start = min(start, now - request.reread)
     return start, end
 
 
@@ -250,6 +265,7 @@ def sync_entity(
     )
     sync_status.mark_started(engine, account_id, request.entity, request.run_id)
     newest: list[dt.datetime | None] = [None]
+    refused: list[tuple[str, str]] = []  # (metric id, Klaviyo's detail)
 
     def listing(conditions, start, end) -> Callable[[], Iterator[Page]]:
         return lambda: client.list_window(
@@ -260,6 +276,23 @@ def sync_entity(
             include=plan.include,
             additional_fields=request.additional_fields,
         )
+
+    def refusable(conditions, source: Callable[[], Iterator[Page]]) -> Callable[[], Iterator[Page]]:
+        """A metric pass whose metric id Klaviyo refuses (400) is noted and skipped; the others go on."""
+        metric = next((c.value for c in conditions if c.field == "metric_id"), None)
+        if metric is None:
+            return source
+
+        def run() -> Iterator[Page]:
+            try:
+                yield from source()
+            except KlaviyoApiError as exc:
+                if exc.status != 400:
+                    raise
+                refused.append((metric, exc.detail))
+                log.error("klaviyo/%s: Klaviyo refused metric %s: %s", request.entity, metric, exc.detail)
+
+        return run
 
     def pages() -> Iterator[Page]:
         closed = (
@@ -274,7 +307,7 @@ def sync_entity(
         pieces = (
             split_window(read_start, read_end, 4 * plan.fetch_workers) if closed else [(read_start, read_end)]
         )
-        sources = [listing(c, a, b) for c in request.filter_passes for a, b in pieces]
+        sources = [refusable(c, listing(c, a, b)) for c in request.filter_passes for a, b in pieces]
         return concurrent_pages(sources, plan.fetch_workers)
 
     def prepare(records: list[dict], context: dict) -> pd.DataFrame | None:
@@ -285,6 +318,9 @@ def sync_entity(
         for bad in result.rejected[:20]:
             log.warning("klaviyo/%s: rejected record %s: %s", request.entity, bad.id, bad.reason)
         frame = result.frame
+        unasked = [c for c in plan.opt_in_columns if c in frame and c not in request.additional_fields]
+        if unasked:
+            frame = frame.drop(columns=unasked)
         if frame.empty:
             return None
         if outcome.preview is None:
@@ -329,6 +365,8 @@ def sync_entity(
                             upserts.submit(frame)
             finally:
                 outcome.counts += upserts.counts  # what was merged, even when a later batch failed
+            if refused:
+                raise MetricRefused(_refusals(request.entity, refused))
             with warehouse.transaction() as conn:
                 finish(conn)
         else:
@@ -341,6 +379,8 @@ def sync_entity(
                         )
                     for resource_type in plan.included_tables:
                         load_included(conn, resource_type, records, included)
+                if refused:
+                    raise MetricRefused(_refusals(request.entity, refused))
                 finish(conn)
     except Exception as exc:
         outcome.watermark = previous
@@ -354,6 +394,14 @@ def sync_entity(
         raise
     outcome.seconds = time.monotonic() - began
     return outcome
+
+
+def _refusals(entity: str, refused: list[tuple[str, str]]) -> str:
+    metrics = ", ".join(dict.fromkeys(m for m, _ in refused))
+    return (
+        f"klaviyo/{entity}: Klaviyo refused the metric_id filter for {metrics} ({refused[0][1]}); the other "
+        "metrics were loaded. Custom metrics cannot filter events: name only metrics from klaviyo_metrics."
+    )
 
 
 def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoClient) -> None:

@@ -11,6 +11,7 @@ from pipelines import settings
 from pipelines.checks import entity_checks, stats_checks
 from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, reconcile_job, stats_job
 from pipelines.schedules import (
+    klaviyo_events_reread_schedule,
     klaviyo_incremental_schedule,
     klaviyo_reconcile_schedule,
     klaviyo_settle_schedule,
@@ -29,7 +30,12 @@ defs = dg.Definitions(
     assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries, deletions],
     asset_checks=[*entity_checks, *stats_checks],
     jobs=[all_entities_job, full_sync_job, stats_job, reconcile_job, *entity_jobs.values()],
-    schedules=[klaviyo_incremental_schedule, klaviyo_settle_schedule, klaviyo_reconcile_schedule],
+    schedules=[
+        klaviyo_incremental_schedule,
+        klaviyo_settle_schedule,
+        klaviyo_events_reread_schedule,
+        klaviyo_reconcile_schedule,
+    ],
     sensors=[
         klaviyo_change_sensor,
         klaviyo_bootstrap_sensor,

@@ -1,12 +1,13 @@
-"""Schedules: frequent incremental runs of today's partition, a daily settle run of yesterday's, and a daily
-deletion reconciliation."""
+"""Schedules: frequent incremental runs of today's partition, a daily settle run of yesterday's, a weekly deep
+re-read of recent events, and a daily deletion reconciliation."""
 
 import datetime as dt
 
 import dagster as dg
 
 from assets.entities import ALL_ASSETS
-from pipelines.jobs import all_entities_job, reconcile_job
+from pipelines import settings
+from pipelines.jobs import all_entities_job, entity_jobs, reconcile_job
 
 
 def _day(when: dt.datetime) -> str:
@@ -36,6 +37,21 @@ def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
     config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ALL_ASSETS}}
     return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})
+
+
+@dg.schedule(
+    job=entity_jobs["events"],
+    cron_schedule=settings.events_reread_cron(),
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly (KLAVIYO_EVENTS_REREAD_CRON): today's events partition, re-reading the last 30 days "
+    "(run config reread_days; KLAVIYO_EVENTS_REREAD_DAYS), so events Klaviyo received late with an older "
+    "datetime land; events already stored are left as they are.",
+)
+def klaviyo_events_reread_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    key = _day(context.scheduled_execution_time)
+    config = {"ops": {"klaviyo__events": {"config": {"reread_days": settings.events_reread_days()}}}}
+    return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "events-reread"})
 
 
 klaviyo_reconcile_schedule = dg.ScheduleDefinition(

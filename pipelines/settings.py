@@ -20,7 +20,10 @@ def base_url() -> str:
 
 
 def revision() -> str:
-    return os.environ.get("KLAVIYO_REVISION", "2026-07-15")
+    """The pinned API revision (KLAVIYO_REVISION); one the client's endpoint table does not know is refused."""
+    from resources.klaviyo_api import check_revision
+
+    return check_revision(os.environ.get("KLAVIYO_REVISION", "2026-07-15"))
 
 
 def step_retry_delay() -> float:
@@ -39,4 +42,17 @@ def rate_time_scale() -> float:
     value = float(os.environ.get("KLAVIYO_RATE_TIME_SCALE", "1"))
     if value <= 0:
         raise ValueError("KLAVIYO_RATE_TIME_SCALE must be positive")
+    return value
+
+
+def events_reread_cron() -> str:
+    """When events are re-read deeply (KLAVIYO_EVENTS_REREAD_CRON; default Sundays 04:00 UTC)."""
+    return os.environ.get("KLAVIYO_EVENTS_REREAD_CRON", "0 4 * * 0")
+
+
+def events_reread_days() -> int:
+    """How far back the deep re-read reaches (KLAVIYO_EVENTS_REREAD_DAYS; default 30 days)."""
+    value = int(os.environ.get("KLAVIYO_EVENTS_REREAD_DAYS", "30"))
+    if value < 1:
+        raise ValueError("KLAVIYO_EVENTS_REREAD_DAYS must be at least 1")
     return value
