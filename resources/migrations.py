@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 from dataclasses import dataclass
@@ -140,20 +139,3 @@ def _apply_views(conn, directory: Path, force: bool = False) -> list[str]:
         )
         applied.append(f"views/{path.name}")
     return applied
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: apply pending migrations to WAREHOUSE_URL (or --url)."""
-    from resources.warehouse import make_engine, resolve_warehouse_url
-
-    parser = argparse.ArgumentParser(description="Apply pending warehouse migrations.")
-    parser.add_argument("--url", help="warehouse URL (default: WAREHOUSE_URL)")
-    parser.add_argument("--schema", default="public")
-    args = parser.parse_args(argv)
-    engine = make_engine(args.url or resolve_warehouse_url(), args.schema)
-    applied = apply_migrations(engine)
-    print("applied: " + ", ".join(applied) if applied else "up to date")
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ written in their own transactions so they survive the data's rollback.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
 
@@ -37,7 +37,6 @@ class RunRecord:
     throttled_seconds: float = 0.0
     watermark: dt.datetime | None = None
     error: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 _INSERT_RUN = text(
@@ -52,7 +51,7 @@ _INSERT_RUN = text(
 
 
 def _run_params(run: RunRecord, status: str) -> dict:
-    params = {k: v for k, v in vars(run).items() if k != "extra"}
+    params = dict(vars(run))
     params["status"] = status
     return params
 
