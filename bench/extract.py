@@ -1,5 +1,6 @@
 """Events per second pulled by the client (limits off, page size 1000) against a bare requests loop over the
-same pages in the same run, and the client's memory over 1,000,000 events."""
+same pages in the same run, and the client's memory over 1,000,000 events (plus the few future-dated events
+the simulated account holds: both loops read every event it has)."""
 
 from __future__ import annotations
 
@@ -41,12 +42,14 @@ def main() -> None:
         with PeakRSS(me) as peak:
             for page in client.list_window("events"):
                 n_client += len(page.records)
-                if n_client in (N // 4, N // 2, N):
-                    checkpoints[n_client] = me.memory_info().rss
+                for mark in (N // 4, N // 2, N):
+                    if mark not in checkpoints and n_client >= mark:
+                        checkpoints[mark] = me.memory_info().rss
         client_s = time.perf_counter() - began
-    assert n_bare == n_client == N, (n_bare, n_client)
-    bare_rate, client_rate = N / bare_s, N / client_s
-    print(f"events: {N:,} at page size 1000, simulator in its own process, limits off")
+    if n_bare != n_client or n_client < N:
+        raise SystemExit(f"the loops read different event counts: bare {n_bare:,}, client {n_client:,}")
+    bare_rate, client_rate = n_bare / bare_s, n_client / client_s
+    print(f"events: {n_client:,} at page size 1000, simulator in its own process, limits off")
     print(f"bare requests loop: {bare_rate:>9,.0f} events/s ({bare_s:.1f} s)")
     print(
         f"KlaviyoClient:      {client_rate:>9,.0f} events/s ({client_s:.1f} s, {client.stats.totals().calls} calls)"
