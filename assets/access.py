@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from assets.entities import ALL_ASSETS
 from assets.stats import STATS_KEYS
-from assets.sync import PLANS
+from resources.catalogue import ALL_ENTITIES, CATALOGUE, ENDPOINTS
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoError
-from resources.klaviyo_api import ACCOUNTS_PATH, ACCOUNTS_SCOPE, ENDPOINTS, REPORT_ENDPOINTS
+from resources.klaviyo_api import ACCOUNTS_PATH, ACCOUNTS_SCOPE, REPORT_ENDPOINTS
 from resources.reports import FAMILIES
 
 
@@ -35,9 +34,9 @@ class AccessResult:
 def requirements() -> list[Requirement]:
     """Every endpoint the assets read, in asset order, with its scope."""
     out = [Requirement("(every asset)", f"GET {ACCOUNTS_PATH}", ACCOUNTS_SCOPE, None)]
-    for entity in ALL_ASSETS:
+    for entity in ALL_ENTITIES:
         endpoint = ENDPOINTS[entity]
-        include = f"?include={','.join(PLANS[entity].include)}" if PLANS[entity].include else ""
+        include = f"?include={','.join(CATALOGUE[entity].include)}" if CATALOGUE[entity].include else ""
         out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}{include}", endpoint.scope, entity))
     for name, key in STATS_KEYS.items():
         report = REPORT_ENDPOINTS[FAMILIES[name].report]
@@ -65,7 +64,7 @@ def _probe(client: KlaviyoClient, entity: str | None) -> tuple[bool, str]:
         if entity is None:
             account = client.account()
             return True, f"ok: account {account.id}, time zone {account.timezone}"
-        client.probe(entity, PLANS[entity].include)
+        client.probe(entity, CATALOGUE[entity].include)
         return True, "ok"
     except KlaviyoApiError as exc:
         if exc.status == 401:

@@ -1,48 +1,21 @@
-"""The entity assets, from one factory: klaviyo/campaigns, flows, forms, segments, lists, metrics, tags."""
+"""The entity assets, from one factory over the catalogue (resources/catalogue.py): klaviyo/campaigns, flows,
+forms, segments, lists, metrics, tags, profiles, events."""
 
 import datetime as dt
 
 import dagster as dg
 from pydantic import Field
 
+from assets.partitions import daily_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
-from pipelines import settings
-from pipelines.partitions import daily_partitions
+from resources import settings
+from resources.catalogue import CATALOGUE, SMALL_ENTITIES, VOLUME_ENTITIES
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.klaviyo_api import Cond
-from resources.reports import metric_ids_by_name
 from resources.warehouse import Warehouse
+from resources.warehouse.ledger import metric_ids_by_name
 
 UTC = dt.UTC
-WINDOWED = ("campaigns", "flows", "forms", "segments", "lists", "metrics")
-SNAPSHOTS = ("tags",)
-ENTITIES = WINDOWED + SNAPSHOTS
-VOLUME = ("profiles", "events")
-ALL_ASSETS = ENTITIES + VOLUME
-DESCRIPTIONS = {
-    "campaigns": "Campaigns of every channel (email, sms, mobile_push), archived ones included, by updated_at; "
-    "their messages (subject, sender, SMS and push bodies, send times) into klaviyo_campaign_messages.",
-    "flows": "Flows, archived ones included, by updated.",
-    "forms": "Sign-up forms, by updated_at.",
-    "segments": "Segments, by updated (Klaviyo filters only greater-than: the upper bound is applied here).",
-    "lists": "Lists, by updated (greater-than only, like segments).",
-    "metrics": "Metrics; Klaviyo cannot filter them by time, so the window is applied to `updated` here.",
-    "tags": "Tags: Klaviyo gives them no timestamp, so each run loads a full snapshot.",
-    "profiles": "Profiles by updated (greater-than/less-than only), streamed in batches into klaviyo_profiles.",
-    "events": "Events by datetime, streamed in batches into klaviyo_events (monthly partitions made on demand); "
-    "incremental runs re-read the trailing days (Klaviyo's events are eventually consistent).",
-}
-FRESHNESS = {
-    "campaigns": dt.timedelta(hours=2),
-    "flows": dt.timedelta(hours=6),
-    "forms": dt.timedelta(hours=6),
-    "segments": dt.timedelta(hours=6),
-    "lists": dt.timedelta(hours=6),
-    "metrics": dt.timedelta(hours=26),
-    "tags": dt.timedelta(hours=26),
-    "profiles": dt.timedelta(hours=6),
-    "events": dt.timedelta(hours=2),
-}
 
 
 class SyncConfig(dg.Config):
@@ -161,15 +134,16 @@ def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
 
 
 def build_entity_asset(entity: str) -> dg.AssetsDefinition:
-    partitioned = entity not in SNAPSHOTS
+    entry = CATALOGUE[entity]
+    partitioned = entry.partitioned
     config_class = CONFIGS.get(entity, SyncConfig)
 
     @dg.asset(
         name=entity,
         key_prefix=["klaviyo"],
-        group_name="klaviyo_extract" if entity in ENTITIES else "klaviyo_volume",
+        group_name=entry.group,
         kinds={"python", "postgres"},
-        description=DESCRIPTIONS[entity],
+        description=entry.description,
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         retry_policy=dg.RetryPolicy(
@@ -179,8 +153,8 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
             jitter=dg.Jitter.PLUS_MINUS,
         ),
         pool="klaviyo_api",
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=FRESHNESS[entity]),
-        metadata={"table": f"klaviyo_{entity}"},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=entry.freshness),
+        metadata={"table": entry.table},
     )
     def _asset(
         context: dg.AssetExecutionContext,
@@ -188,7 +162,7 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         klaviyo: KlaviyoResource,
         warehouse: Warehouse,
     ) -> dg.MaterializeResult:
-        warehouse.ensure_migrated()
+        warehouse.require_migrated()
         start, end, label = _window(context)
         client = None
         try:
@@ -225,5 +199,5 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
     return _asset
 
 
-entity_assets = [build_entity_asset(e) for e in ENTITIES]
-volume_assets = [build_entity_asset(e) for e in VOLUME]
+entity_assets = [build_entity_asset(e) for e in SMALL_ENTITIES]
+volume_assets = [build_entity_asset(e) for e in VOLUME_ENTITIES]

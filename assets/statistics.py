@@ -8,27 +8,27 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
-
 from resources.calendar import UTC_CALENDAR, AccountCalendar
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, QuotaExhausted
 from resources.reports import (
     FAMILIES,
     ReportCall,
-    ReportLedger,
     campaign_keep_until,
-    campaign_send_days,
     combine_pages,
-    days_to_load,
-    mark_loaded,
     plan_calls,
     plan_campaign_calls,
-    refused_metric,
     report_rows,
     request_attributes,
-    resolve_conversion_metric,
 )
 from resources.warehouse import UpsertCounts, Warehouse
+from resources.warehouse.ledger import (
+    ReportLedger,
+    campaign_send_days,
+    days_to_load,
+    mark_loaded,
+    refused_metric,
+    resolve_conversion_metric,
+)
 
 UTC = dt.UTC
 REFUSAL_MEMORY = dt.timedelta(days=1)
@@ -275,72 +275,3 @@ def _metric_refused(exc: KlaviyoApiError) -> bool:
     return exc.status == 400 and (
         "conversion_metric_id" in pointer or "does not support querying for values" in (exc.detail or "")
     )
-
-
-# -- the entity tables' summary columns -------------------------------------------------------------------
-_SUMMARIES = {
-    "klaviyo_flows": """
-        WITH s AS (
-            SELECT flow_id AS id, sum(recipients) AS recipients, sum(delivered) AS delivered,
-                   sum(opens_unique) AS opens, sum(clicks_unique) AS clicks,
-                   sum(conversion_uniques) AS converted, sum(conversion_value) AS revenue
-            FROM klaviyo_flow_stats_daily
-            WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY flow_id)
-        UPDATE klaviyo_flows t SET recipient_count = s.recipients,
-               open_rate = s.opens::float8 / NULLIF(s.delivered, 0),
-               click_rate = s.clicks::float8 / NULLIF(s.delivered, 0),
-               conversion_rate = s.converted::float8 / NULLIF(s.delivered, 0), revenue = s.revenue
-        FROM s WHERE t.account_id = :a AND t.id = s.id
-          AND (t.recipient_count, t.open_rate, t.click_rate, t.conversion_rate, t.revenue) IS DISTINCT FROM
-              (s.recipients, s.opens::float8 / NULLIF(s.delivered, 0), s.clicks::float8 / NULLIF(s.delivered, 0),
-               s.converted::float8 / NULLIF(s.delivered, 0), s.revenue)""",
-    "klaviyo_campaigns": """
-        WITH s AS (
-            SELECT campaign_id AS id, sum(recipients) AS recipients, sum(delivered) AS delivered,
-                   sum(opens_unique) AS opens, sum(clicks_unique) AS clicks, sum(conversions) AS conversions,
-                   sum(conversion_uniques) AS converted, sum(conversion_value) AS revenue
-            FROM klaviyo_campaign_stats WHERE account_id = :a GROUP BY campaign_id)
-        UPDATE klaviyo_campaigns t SET recipients = s.recipients, opens = s.opens, clicks = s.clicks,
-               open_rate = s.opens::float8 / NULLIF(s.delivered, 0),
-               click_rate = s.clicks::float8 / NULLIF(s.delivered, 0), conversions = s.conversions,
-               conversion_rate = s.converted::float8 / NULLIF(s.delivered, 0), revenue = s.revenue
-        FROM s WHERE t.account_id = :a AND t.id = s.id
-          AND (t.recipients, t.opens, t.clicks, t.conversions, t.revenue, t.open_rate, t.click_rate,
-               t.conversion_rate) IS DISTINCT FROM
-              (s.recipients, s.opens, s.clicks, s.conversions, s.revenue, s.opens::float8 / NULLIF(s.delivered, 0),
-               s.clicks::float8 / NULLIF(s.delivered, 0), s.converted::float8 / NULLIF(s.delivered, 0))""",
-    "klaviyo_forms": """
-        WITH s AS (
-            SELECT form_id AS id, sum(viewed_form) AS views, sum(submits) AS submits,
-                   sum(submitted_form_step_uniques) AS converted, sum(viewed_form_uniques) AS viewers
-            FROM klaviyo_form_stats_daily
-            WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY form_id)
-        UPDATE klaviyo_forms t SET views = s.views, submissions = s.submits, conversions = s.converted,
-               submit_rate = s.submits::float8 / NULLIF(s.viewers, 0)
-        FROM s WHERE t.account_id = :a AND t.id = s.id
-          AND (t.views, t.submissions, t.conversions, t.submit_rate) IS DISTINCT FROM
-              (s.views, s.submits, s.converted, s.submits::float8 / NULLIF(s.viewers, 0))""",
-    "klaviyo_segments": """
-        WITH latest AS (
-            SELECT DISTINCT ON (segment_id) segment_id AS id, total_members
-            FROM klaviyo_segment_stats_daily WHERE account_id = :a AND day <= :today
-            ORDER BY segment_id, day DESC),
-        added AS (
-            SELECT segment_id AS id, sum(members_added) AS added FROM klaviyo_segment_stats_daily
-            WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY segment_id),
-        s AS (SELECT latest.id, latest.total_members, added.added FROM latest LEFT JOIN added USING (id))
-        UPDATE klaviyo_segments t SET member_count = s.total_members, active_count = s.added
-        FROM s WHERE t.account_id = :a AND t.id = s.id
-          AND (t.member_count, t.active_count) IS DISTINCT FROM (s.total_members, s.added)""",
-}
-
-
-def refresh_summaries(warehouse: Warehouse, account_id: str, today: dt.date, days: int) -> dict[str, int]:
-    """Fill the entity tables' summary columns from the statistics: flows and forms over the `days` days up
-    to `today`, segments' member count from the latest day (members added over the window), campaigns over
-    their whole life (a campaign's figures all belong to its send). Rows already equal are not rewritten."""
-    changed = {}
-    with warehouse.transaction() as conn:
-        for table, sql in _SUMMARIES.items():
-            changed[table] = conn.execute(text(sql), {"a": account_id, "today": today, "days": days}).rowcount
-    return changed

@@ -6,15 +6,16 @@ import datetime as dt
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy import text
 
-from assets.statistics import StatsOutcome, StatsRequest, load_statistics, refresh_summaries
-from pipelines import settings
-from pipelines.partitions import daily_partitions
+from assets.partitions import daily_partitions
+from assets.statistics import StatsOutcome, StatsRequest, load_statistics
+from resources import settings
 from resources.calendar import AccountCalendar
 from resources.klaviyo import KlaviyoApiError, KlaviyoResource
-from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError, ReportLedger
+from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError
 from resources.warehouse import Warehouse
+from resources.warehouse.ledger import ReportLedger
+from resources.warehouse.summaries import CHARTS, chart_series, refresh_summaries, top_flows_by_revenue
 
 UTC = dt.UTC
 STATS_KEYS = {
@@ -104,7 +105,7 @@ def _days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
 def klaviyo_stats(
     context: dg.AssetExecutionContext, config: StatsConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
 ):
-    warehouse.ensure_migrated()
+    warehouse.require_migrated()
     selected = [name for name, key in STATS_KEYS.items() if key in context.selected_asset_keys]
     first, last = _days(context)
     client = None
@@ -188,38 +189,11 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in numbers)
 
 
-_CHARTS = {
-    "segment": (
-        "segment_growth",
-        """SELECT coalesce(g.name, s.segment_id) AS name,
-                  array_agg(s.total_members ORDER BY s.day) AS series
-           FROM klaviyo_segment_stats_daily s
-           LEFT JOIN klaviyo_segments g ON g.account_id = s.account_id AND g.id = s.segment_id
-           WHERE s.account_id = :a AND s.day > CAST(:today AS date) - 60 GROUP BY s.segment_id, g.name
-           ORDER BY max(s.total_members) DESC LIMIT 10""",
-    ),
-    "flow": (
-        "daily_revenue",
-        """SELECT 'all flows' AS name, array_agg(revenue ORDER BY day) AS series
-           FROM (SELECT day, sum(conversion_value) AS revenue FROM klaviyo_flow_stats_daily
-                 WHERE account_id = :a AND day > CAST(:today AS date) - 60 GROUP BY day) d""",
-    ),
-    "form": (
-        "daily_submits",
-        """SELECT 'all forms' AS name, array_agg(submits ORDER BY day) AS series
-           FROM (SELECT day, sum(submits) AS submits FROM klaviyo_form_stats_daily
-                 WHERE account_id = :a AND day > CAST(:today AS date) - 60 GROUP BY day) d""",
-    ),
-}
-
-
 def _chart(name: str, warehouse: Warehouse, account_id: str, today: dt.date) -> dict:
     """Last 60 days as sparklines (markdown) plus the latest figure as a number Dagster plots across runs."""
-    if name not in _CHARTS:
+    if name not in CHARTS:
         return {}
-    label, sql = _CHARTS[name]
-    with warehouse.engine.connect() as conn:
-        rows = [r for r in conn.execute(text(sql), {"a": account_id, "today": today}).all() if r.series]
+    label, rows = chart_series(warehouse, name, account_id, today)
     if not rows:
         return {}
     lines = ["| series | latest | last 60 days |", "|---|---:|---|"]
@@ -251,7 +225,7 @@ class SummaryConfig(dg.Config):
 def entity_summaries(
     context: dg.AssetExecutionContext, config: SummaryConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
 ) -> dg.MaterializeResult:
-    warehouse.ensure_migrated()
+    warehouse.require_migrated()
     try:
         account = klaviyo.account()
     except KlaviyoApiError as exc:
@@ -260,14 +234,7 @@ def entity_summaries(
     today = AccountCalendar(account.timezone).today(dt.datetime.now(UTC))
     changed = refresh_summaries(warehouse, account_id, today, config.days)
     context.log.info(f"summary columns over {config.days} days to {today}: rows changed {changed}")
-    with warehouse.engine.connect() as conn:
-        top = conn.execute(
-            text(
-                """SELECT name, recipients, open_rate, click_rate, revenue FROM klaviyo_flows_report
-                   WHERE account_id = :a AND revenue IS NOT NULL ORDER BY revenue DESC LIMIT 10"""
-            ),
-            {"a": account_id},
-        ).all()
+    top = top_flows_by_revenue(warehouse, account_id)
     table = ["| flow | recipients | open rate | click rate | revenue |", "|---|---:|---:|---:|---:|"]
     table += [
         f"| {str(r.name).replace('|', '/')} | {r.recipients or 0:,} | {r.open_rate or 0:.1%} | "

@@ -10,96 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
-from sqlalchemy import text
 
-from assets.transform import (
-    INCLUDED_SHAPES,
-    SHAPES,
-    Rejected,
-    TransformResult,
-    transform,
-    transform_events,
-    transform_included,
-    transform_profiles,
-)
-from resources import sync_status
+from assets.fetching import concurrent_pages, split_window
+from assets.transform import INCLUDED_SHAPES, TRANSFORMS, Rejected, transform_included
+from resources.catalogue import CATALOGUE
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, Page
 from resources.klaviyo_api import Cond, FilterNotAllowed
-from resources.textsafe import escape_text, unescape_text
-from resources.warehouse import ENTITY_KEY, UpsertCounts, Warehouse
+from resources.warehouse import UpsertCounts, Warehouse
+from resources.warehouse import status as sync_status
 
 UTC = dt.UTC
-
-
-@dataclass(frozen=True)
-class EntityPlan:
-    """How an entity lands: its table, transform, key, upsert guard, and whether it streams batch by batch."""
-
-    entity: str
-    table: str
-    transform: Callable[[list[dict], str, dict], TransformResult]
-    key: tuple[str, ...] = ENTITY_KEY
-    guard: str | None = "updated_date"
-    watermark_column: str = "updated_date"
-    streaming: bool = False
-    batch_rows: int = 5_000
-    month_partitions_on: str | None = None  # monthly partitions made on demand (by the streaming loader)
-    include: tuple[str, ...] = ()
-    fetch_workers: int = 1  # threads reading sub-windows of a closed window at once (shared rate budget)
-    # Included resource types that land in their own table (INCLUDED_SHAPES), in the entity's transaction.
-    included_tables: tuple[str, ...] = ()
-    # Columns Klaviyo fills only when asked for the `additional-fields` value of the same name: a run that did
-    # not ask leaves them as they are (a default run must not wipe what an opt-in run loaded).
-    opt_in_columns: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.included_tables and self.streaming:
-            raise ValueError(f"{self.entity}: included resources are loaded only by non-streaming plans")
-
-
-PLANS: dict[str, EntityPlan] = {
-    **{
-        name: EntityPlan(name, shape.table, lambda r, a, c, _n=name: transform(_n, r, a, c))
-        for name, shape in SHAPES.items()
-    },
-    "profiles": EntityPlan(
-        "profiles",
-        "klaviyo_profiles",
-        lambda r, a, c: transform_profiles(r, a),
-        streaming=True,
-        batch_rows=10_000,
-        opt_in_columns=("subscriptions", "predictive_analytics"),
-    ),
-    "events": EntityPlan(
-        "events",
-        "klaviyo_events",
-        lambda r, a, c: transform_events(r, a),
-        key=("account_id", "id", "datetime"),
-        guard=None,  # immutable: a re-read writes only what differs
-        watermark_column="datetime",
-        streaming=True,
-        batch_rows=10_000,
-        month_partitions_on="datetime",
-        fetch_workers=3,
-        include=("metric",),  # Klaviyo may leave a relationship's data out unless it is included
-    ),
-}
-PLANS["tags"] = EntityPlan("tags", "klaviyo_tags", PLANS["tags"].transform, include=("tag-group",))
-PLANS["campaigns"] = EntityPlan(
-    "campaigns",
-    "klaviyo_campaigns",
-    PLANS["campaigns"].transform,
-    include=("campaign-messages",),  # returned beside each page: no request per campaign
-    included_tables=("campaign-message",),
-)
 
 
 @dataclass(frozen=True)
@@ -151,71 +76,6 @@ def read_window(request: SyncRequest, previous_watermark: dt.datetime | None, no
     return start, end
 
 
-_DONE = object()
-
-
-class _Failed:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-def concurrent_pages(
-    sources: list[Callable[[], Iterator[Page]]], workers: int, depth: int = 8
-) -> Iterator[Page]:
-    """Pages from several listings read by `workers` threads into a bounded queue (memory stays flat;
-    order across sources is not kept). The first error stops everything and is raised here."""
-    if workers <= 1 or len(sources) <= 1:
-        for source in sources:
-            yield from source()
-        return
-    pending: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                pending.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(source: Callable[[], Iterator[Page]]) -> None:
-        try:
-            for page in source():
-                if not put(page):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(_Failed(exc))
-        finally:
-            put(_DONE)
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="klaviyo-fetch")
-    for source in sources:
-        pool.submit(run, source)
-    remaining = len(sources)
-    try:
-        while remaining:
-            item = pending.get()
-            if item is _DONE:
-                remaining -= 1
-            elif isinstance(item, _Failed):
-                raise item.exc
-            else:
-                yield item
-    finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def split_window(start: dt.datetime, end: dt.datetime, parts: int) -> list[tuple[dt.datetime, dt.datetime]]:
-    """[start, end) cut into up to `parts` adjacent pieces of whole seconds (no gap, no overlap)."""
-    seconds = int((end - start).total_seconds())
-    parts = max(1, min(parts, seconds // 60 or 1))
-    cuts = [start + dt.timedelta(seconds=seconds * k // parts) for k in range(parts)] + [end]
-    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
-
-
 def _batches(pages: Iterator[Page], size: int) -> Iterator[tuple[list[dict], dict, list[dict]]]:
     """Pages regrouped into batches of about `size` records that share a pass context, each with the resources
     Klaviyo included beside its pages."""
@@ -244,7 +104,8 @@ def sync_entity(
     now: dt.datetime | None = None,
 ) -> SyncOutcome:
     log = log or logging.getLogger(__name__)
-    plan = PLANS[request.entity]
+    plan = CATALOGUE[request.entity]
+    transform = TRANSFORMS[request.entity]
     began = time.monotonic()
     started_at = dt.datetime.now(UTC)
     now = now or started_at
@@ -313,7 +174,7 @@ def sync_entity(
     def prepare(records: list[dict], context: dict) -> pd.DataFrame | None:
         """Transform a batch (on the caller's thread) and note what it says about the watermark."""
         outcome.records_read += len(records)
-        result = plan.transform(records, account_id, context)
+        result = transform(records, account_id, context)
         outcome.rejected += result.rejected
         for bad in result.rejected[:20]:
             log.warning("klaviyo/%s: rejected record %s: %s", request.entity, bad.id, bad.reason)
@@ -327,8 +188,8 @@ def sync_entity(
             outcome.preview = frame[
                 [c for c in frame.columns if frame[c].dtype != object or c in ("id", "name")]
             ].head(5)
-        if plan.watermark_column in frame:
-            batch_newest = frame[plan.watermark_column].max()
+        if plan.cursor_column in frame:
+            batch_newest = frame[plan.cursor_column].max()
             if pd.notna(batch_newest) and (newest[0] is None or batch_newest > newest[0]):
                 newest[0] = batch_newest.to_pydatetime()
         return frame
@@ -417,72 +278,3 @@ def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoC
     run.throttled = after.throttled
     run.throttled_seconds = after.throttled_seconds
     run.watermark = outcome.watermark
-
-
-@dataclass
-class Reconciled:
-    """What a deletion reconciliation found for one entity."""
-
-    entity: str
-    listed: int
-    marked_deleted: list[str]
-
-
-class ReconcileRefused(RuntimeError):
-    """A listing would mark too many rows deleted at once (more likely a short listing than a mass deletion)."""
-
-
-def reconcile_deletions(
-    entity: str,
-    client: KlaviyoClient,
-    warehouse: Warehouse,
-    max_deleted_share: float = 0.5,
-) -> Reconciled:
-    """Klaviyo's API never reports deletions: list every id of the entity and mark the live rows it no longer
-    lists with `deleted_at` (never a hard delete; a later sync that sees the record again revives it).
-
-    Only rows last synced before the listing began are candidates, so a record created meanwhile and loaded
-    by a concurrent sync is not mistaken for a deleted one. Nothing is marked if the listing fails, or if it
-    would mark more than `max_deleted_share` of the live rows."""
-    plan = PLANS[entity]
-    account_id = client.account_id()
-    began = dt.datetime.now(UTC)
-    ids = [
-        r["id"]
-        for page in client.list_window(entity)
-        for r in page.records
-        if isinstance(r, dict) and "id" in r
-    ]
-    with warehouse.transaction() as conn:
-        live = conn.execute(
-            text(f"SELECT count(*) FROM {plan.table} WHERE account_id = :a AND deleted_at IS NULL"),
-            {"a": account_id},
-        ).scalar_one()
-        gone = (
-            conn.execute(
-                text(
-                    f"""UPDATE {plan.table} SET deleted_at = now(), updated_at = now()
-                        WHERE account_id = :a AND deleted_at IS NULL AND NOT (id = ANY(:ids))
-                          AND (last_synced_at IS NULL OR last_synced_at < :began)
-                        RETURNING id"""
-                ),
-                {"a": account_id, "ids": [escape_text(i) for i in ids], "began": began},
-            )
-            .scalars()
-            .all()
-        )
-        if gone and len(gone) > max_deleted_share * live:
-            raise ReconcileRefused(
-                f"klaviyo/{entity}: the listing ({len(ids)} ids) would mark {len(gone)} of {live} live rows "
-                f"deleted (over {max_deleted_share:.0%}); nothing was marked"
-            )
-        for resource_type in plan.included_tables:  # e.g. a deleted campaign's messages
-            shape = INCLUDED_SHAPES[resource_type]
-            conn.execute(
-                text(
-                    f"""UPDATE {shape.table} SET deleted_at = now(), updated_at = now()
-                        WHERE account_id = :a AND deleted_at IS NULL AND {shape.owner_column} = ANY(:gone)"""
-                ),
-                {"a": account_id, "gone": gone},
-            )
-    return Reconciled(entity, len(ids), sorted(unescape_text(i) for i in gone))

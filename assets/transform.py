@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from resources.catalogue import CATALOGUE
 from resources.klaviyo_api import parse_timestamp
 
 UTC = dt.UTC
@@ -33,6 +34,15 @@ class EntityShape:
     table: str
     columns: tuple[Column, ...]
     owner_column: str | None = None  # an included resource's column naming the record that owns it
+
+
+def entity_shape(entity: str, *columns: Column) -> EntityShape:
+    """A catalogue entity's shape: its typed columns, plus the column its cursor lands in; the table and the
+    cursor are the catalogue's."""
+    entry = CATALOGUE[entity]
+    if entry.cursor is not None:
+        columns = (*columns, C(entry.cursor_column, "timestamp", entry.cursor))
+    return EntityShape(entity, entry.table, columns)
 
 
 @dataclass
@@ -111,83 +121,55 @@ def C(name: str, kind: str, get: Callable[[dict, dict], Any] | str | None = None
 SHAPES: dict[str, EntityShape] = {
     s.entity: s
     for s in [
-        EntityShape(
+        entity_shape(
             "campaigns",
-            "klaviyo_campaigns",
-            (
-                C("name", "text"),
-                C("status", "text"),
-                C("channel", "text", _campaign_channel),
-                C("archived", "bool"),
-                C("send_strategy", "text", "send_strategy.method"),
-                C("send_time", "timestamp"),
-                C("scheduled_at", "timestamp"),
-                C("created_date", "timestamp", "created_at"),
-                C("updated_date", "timestamp", "updated_at"),
-            ),
+            C("name", "text"),
+            C("status", "text"),
+            C("channel", "text", _campaign_channel),
+            C("archived", "bool"),
+            C("send_strategy", "text", "send_strategy.method"),
+            C("send_time", "timestamp"),
+            C("scheduled_at", "timestamp"),
+            C("created_date", "timestamp", "created_at"),
         ),
-        EntityShape(
+        entity_shape(
             "flows",
-            "klaviyo_flows",
-            (
-                C("name", "text"),
-                C("status", "text"),
-                C("archived", "bool"),
-                C("trigger_type", "text"),
-                C("created_date", "timestamp", "created"),
-                C("updated_date", "timestamp", "updated"),
-            ),
+            C("name", "text"),
+            C("status", "text"),
+            C("archived", "bool"),
+            C("trigger_type", "text"),
+            C("created_date", "timestamp", "created"),
         ),
-        EntityShape(
+        entity_shape(
             "forms",
-            "klaviyo_forms",
-            (
-                C("name", "text"),
-                C("status", "text"),
-                C("ab_test", "bool"),
-                C("created_date", "timestamp", "created_at"),
-                C("updated_date", "timestamp", "updated_at"),
-            ),
+            C("name", "text"),
+            C("status", "text"),
+            C("ab_test", "bool"),
+            C("created_date", "timestamp", "created_at"),
         ),
-        EntityShape(
+        entity_shape(
             "segments",
-            "klaviyo_segments",
-            (
-                C("name", "text"),
-                C("status", "text", _segment_status),
-                C("is_active", "bool"),
-                C("is_processing", "bool"),
-                C("is_starred", "bool"),
-                C("created_date", "timestamp", "created"),
-                C("updated_date", "timestamp", "updated"),
-            ),
+            C("name", "text"),
+            C("status", "text", _segment_status),
+            C("is_active", "bool"),
+            C("is_processing", "bool"),
+            C("is_starred", "bool"),
+            C("created_date", "timestamp", "created"),
         ),
-        EntityShape(
+        entity_shape(
             "lists",
-            "klaviyo_lists",
-            (
-                C("name", "text"),
-                C("opt_in_process", "text"),
-                C("created_date", "timestamp", "created"),
-                C("updated_date", "timestamp", "updated"),
-            ),
+            C("name", "text"),
+            C("opt_in_process", "text"),
+            C("created_date", "timestamp", "created"),
         ),
-        EntityShape(
+        entity_shape(
             "metrics",
-            "klaviyo_metrics",
-            (
-                C("name", "text"),
-                C("integration_name", "text", "integration.name"),
-                C("integration_category", "text", "integration.category"),
-                C("created_date", "timestamp", "created"),
-                C("updated_date", "timestamp", "updated"),
-            ),
+            C("name", "text"),
+            C("integration_name", "text", "integration.name"),
+            C("integration_category", "text", "integration.category"),
+            C("created_date", "timestamp", "created"),
         ),
-        EntityShape(
-            "tags",
-            "klaviyo_tags",
-            (C("name", "text"), C("tag_group_id", "text", _related_id("tag-group"))),
-        ),
+        entity_shape("tags", C("name", "text"), C("tag_group_id", "text", _related_id("tag-group"))),
     ]
 }
 
@@ -342,6 +324,9 @@ def _number(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
+PROFILES, EVENTS = CATALOGUE["profiles"], CATALOGUE["events"]
+
+
 def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> TransformResult:
     """Profiles -> klaviyo_profiles rows: typed defaults and location, properties and unknown attributes in JSONB."""
     cols: dict[str, list] = {c: [] for c in ("id", "account_id", *PROFILE_FIELDS, "created_date", "updated_date",
@@ -356,7 +341,7 @@ def transform_profiles(records: Iterable[dict[str, Any]], account_id: str) -> Tr
             v = attrs.get(f)
             cols[f].append(v if v is None or isinstance(v, str) else str(v))
         cols["created_date"].append(attrs.get("created"))
-        cols["updated_date"].append(attrs.get("updated"))
+        cols["updated_date"].append(attrs.get(PROFILES.cursor))
         cols["last_event_date"].append(attrs.get("last_event_date"))
         for f in LOCATION_FIELDS:
             v = location.get(f)
@@ -389,7 +374,7 @@ def transform_events(records: Iterable[dict[str, Any]], account_id: str) -> Tran
     values, attribution_ids, properties, extras = [], [], [], []
     rejected: list[Rejected] = []
     for record, rid, attrs in _identified(records, rejected):
-        when = attrs.get("datetime")
+        when = attrs.get(EVENTS.cursor)
         stamp = attrs.get("timestamp")
         if when is None:
             when = stamp
@@ -485,3 +470,13 @@ def _parse_datetimes(values: list[Any]) -> tuple[pd.Series, dict[int, str]]:
     if positions:  # one assignment for all of them: per-item assignment is slow in pandas
         parsed.iloc[positions] = pd.to_datetime(stamps, utc=True).as_unit(parsed.dt.unit)
     return parsed, bad
+
+
+# Each catalogue entity's transform: (records, account_id, pass context) -> rows for its table.
+TRANSFORMS: dict[str, Callable[[list[dict[str, Any]], str, dict[str, Any]], TransformResult]] = {
+    **{name: (lambda r, a, c, _n=name: transform(_n, r, a, c)) for name in SHAPES},
+    "profiles": lambda r, a, c: transform_profiles(r, a),
+    "events": lambda r, a, c: transform_events(r, a),
+}
+if set(TRANSFORMS) != set(CATALOGUE):
+    raise RuntimeError(f"entities without a transform: {sorted(set(CATALOGUE) - set(TRANSFORMS))}")

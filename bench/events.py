@@ -40,12 +40,13 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
     history_start = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(
         days=121
     )
-    from assets.sync import PLANS, SyncRequest, sync_entity
+    from assets.sync import SyncRequest, sync_entity
+    from assets.transform import TRANSFORMS
+    from resources.catalogue import CATALOGUE, ENDPOINTS
     from resources.klaviyo import KlaviyoClient
-    from resources.klaviyo_api import ENDPOINTS
     from resources.ratelimit import UnlimitedBudget
 
-    plan = PLANS[entity]
+    plan = CATALOGUE[entity]
     endpoint = ENDPOINTS[entity]
     me = psutil.Process(os.getpid())
     wh = scratch_warehouse(f"bench_{entity}")
@@ -107,7 +108,7 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
         # The stage as sync_entity runs it: transform here while the previous batch is loaded.
         with wh.pipelined_upserts(plan.table, plan.key, plan.guard, plan.month_partitions_on) as upserts:
             for records in batches:
-                frame = plan.transform(records, "bench", {}).frame
+                frame = TRANSFORMS[entity](records, "bench", {}).frame
                 upserts.submit(frame)
                 frames.append(frame)
         stage_s = time.perf_counter() - began

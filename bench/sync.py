@@ -48,8 +48,8 @@ def calls_by_entity(warehouse, run_id: str) -> dict[str, int]:
 
 def main() -> None:
     from assets.entities import entity_assets
+    from assets.partitions import daily_partitions
     from pipelines.jobs import all_entities_job
-    from pipelines.partitions import daily_partitions
     from resources.klaviyo import KlaviyoResource
 
     wh = scratch_warehouse("bench_sync")

@@ -1,54 +1,63 @@
-"""Asset checks: entity tables (unique keys, required columns, every reported record loaded) and statistics
-(rates in [0, 1], counts non-negative, known entities, no missing day)."""
+"""Asset checks that can fail: what the primary keys and NOT NULL constraints do not already guarantee.
+
+Entities (from the catalogue): ids unique where the key has more columns, nullable columns a row must have,
+every reported record loaded, referenced rows present, no update time in the future, a watermark that never
+moves back. Statistics: rates in [0, 1], counts non-negative, known entities, no missing day (campaigns: every
+sent campaign has figures), no rejected result. The SQL lives in the warehouse layer (resources/warehouse)."""
+
+import datetime as dt
 
 import dagster as dg
-from sqlalchemy import text
 
-from assets.entities import ALL_ASSETS, SNAPSHOTS
 from assets.stats import STATS_KEYS
+from assets.transform import INCLUDED_SHAPES
+from resources.catalogue import CATALOGUE, Entity
 from resources.reports import FAMILIES
 from resources.warehouse import Warehouse
+from resources.warehouse import queries as q
 
-REQUIRED = {
-    "profiles": ("id", "account_id", "updated_date", "properties"),
-    "events": ("id", "account_id", "datetime", "metric_id", "event_properties"),
-}
-SOFT_DELETES = {"events": False}
+FUTURE_MARGIN = dt.timedelta(days=1)  # Klaviyo's clocks and ours may differ; a day ahead is a fault
 
 
-def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
-    table = f"klaviyo_{entity}"
-    key = dg.AssetKey(["klaviyo", entity])
-    required = REQUIRED.get(
-        entity, ("id", "account_id", "metadata") + (() if entity in SNAPSHOTS else ("updated_date",))
-    )
-    live = " AND deleted_at IS NULL" if SOFT_DELETES.get(entity, True) else ""
+def _connect(warehouse: Warehouse):
+    warehouse.require_migrated()
+    return warehouse.engine.connect()
 
-    @dg.asset_check(
-        asset=key, name="unique_keys", description=f"No (account_id, id) appears twice in {table}."
-    )
-    def unique_keys(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        with warehouse.engine.connect() as conn:
-            dupes = conn.execute(
-                text(f"SELECT count(*) - count(DISTINCT (account_id, id)) FROM {table}")
-            ).scalar_one()
-        return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicates": dupes})
 
-    @dg.asset_check(
-        asset=key, name="required_columns", description=f"{', '.join(required)} are never null in {table}."
-    )
-    def required_columns(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        counts = {}
-        with warehouse.engine.connect() as conn:
-            for col in required:
-                counts[col] = conn.execute(
-                    text(f"SELECT count(*) FROM {table} WHERE {col} IS NULL{live}")
-                ).scalar_one()
-        return dg.AssetCheckResult(
-            passed=not any(counts.values()), metadata={f"null_{k}": v for k, v in counts.items()}
+def _checks_for(entry: Entity) -> list[dg.AssetChecksDefinition]:
+    table, key = entry.table, dg.AssetKey(["klaviyo", entry.name])
+    checks: list[dg.AssetChecksDefinition] = []
+
+    if not entry.unique_by_key:
+
+        @dg.asset_check(
+            asset=key,
+            name="unique_ids",
+            description=f"No (account_id, id) appears twice in {table} (its key {entry.key} allows it).",
         )
+        def unique_ids(warehouse: Warehouse) -> dg.AssetCheckResult:
+            with _connect(warehouse) as conn:
+                repeated = q.repeated_ids(conn, table)
+            return dg.AssetCheckResult(passed=repeated == 0, metadata={"repeated_ids": repeated})
+
+        checks.append(unique_ids)
+
+    required = entry.required_columns
+    if required:
+
+        @dg.asset_check(
+            asset=key,
+            name="required_columns",
+            description=f"{', '.join(required)} (nullable) are filled in every live row of {table}.",
+        )
+        def required_columns(warehouse: Warehouse) -> dg.AssetCheckResult:
+            with _connect(warehouse) as conn:
+                counts = q.null_counts(conn, table, required, live_only=entry.soft_delete)
+            return dg.AssetCheckResult(
+                passed=not any(counts.values()), metadata={f"null_{k}": v for k, v in counts.items()}
+            )
+
+        checks.append(required_columns)
 
     @dg.asset_check(
         asset=key,
@@ -56,16 +65,8 @@ def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
         description="The latest run loaded every record the API returned for its window (none rejected).",
     )
     def loaded_what_the_api_reported(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        with warehouse.engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    """SELECT records_read, records_rejected, rows_inserted + rows_updated + rows_skipped AS landed,
-                              window_start, window_end, status
-                       FROM klaviyo_sync_runs WHERE entity = :e ORDER BY finished_at DESC, id DESC LIMIT 1"""
-                ),
-                {"e": entity},
-            ).one_or_none()
+        with _connect(warehouse) as conn:
+            row = q.latest_sync_run(conn, entry.name)
         if row is None:
             return dg.AssetCheckResult(passed=False, metadata={"reason": "no sync run recorded yet"})
         passed = row.status == "success" and row.records_rejected == 0 and row.landed == row.records_read
@@ -80,10 +81,79 @@ def _checks_for(entity: str) -> list[dg.AssetChecksDefinition]:
             },
         )
 
-    return [unique_keys, required_columns, loaded_what_the_api_reported]
+    checks.append(loaded_what_the_api_reported)
+
+    references = list(entry.references) + [
+        (INCLUDED_SHAPES[t].table, INCLUDED_SHAPES[t].owner_column) for t in entry.included_tables
+    ]
+    if references:
+
+        @dg.asset_check(
+            asset=key,
+            name="known_references",
+            description="Every id a row names has its row: "
+            + "; ".join(f"{table}.{c} in {parent}" for c, parent in entry.references)
+            + "".join(
+                f"; {INCLUDED_SHAPES[t].table}.{INCLUDED_SHAPES[t].owner_column} in {table}"
+                for t in entry.included_tables
+            ),
+        )
+        def known_references(warehouse: Warehouse) -> dg.AssetCheckResult:
+            unknown = {}
+            with _connect(warehouse) as conn:
+                for column, parent in entry.references:
+                    unknown[f"{table}.{column}"] = q.unknown_references(conn, table, column, parent)
+                for resource_type in entry.included_tables:
+                    shape = INCLUDED_SHAPES[resource_type]
+                    unknown[f"{shape.table}.{shape.owner_column}"] = q.unknown_references(
+                        conn, shape.table, shape.owner_column, table, live_only=True
+                    )
+            return dg.AssetCheckResult(
+                passed=not any(unknown.values()),
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"unknown_ids": dg.MetadataValue.json(unknown)},
+            )
+
+        checks.append(known_references)
+
+    if entry.soft_delete and entry.guard and entry.cursor:
+
+        @dg.asset_check(
+            asset=key,
+            name="no_future_updates",
+            description=f"No live row of {table} was updated at Klaviyo more than a day from now.",
+        )
+        def no_future_updates(warehouse: Warehouse) -> dg.AssetCheckResult:
+            with _connect(warehouse) as conn:
+                ahead = q.updated_in_future(conn, table, entry.guard, FUTURE_MARGIN)
+            return dg.AssetCheckResult(passed=not ahead, metadata={"ids": dg.MetadataValue.json(ahead)})
+
+        checks.append(no_future_updates)
+
+    if entry.cursor is not None:
+
+        @dg.asset_check(
+            asset=key,
+            name="watermark_never_moves_back",
+            description=f"No successful {entry.name} run recorded a lower watermark than an earlier one.",
+        )
+        def watermark_never_moves_back(warehouse: Warehouse) -> dg.AssetCheckResult:
+            with _connect(warehouse) as conn:
+                back = q.watermark_regressions(conn, entry.name)
+            return dg.AssetCheckResult(
+                passed=not back,
+                metadata={
+                    "regressions": dg.MetadataValue.json(
+                        [f"{r.run_id}: {r.watermark} after {r.previous}" for r in back]
+                    )
+                },
+            )
+
+        checks.append(watermark_never_moves_back)
+    return checks
 
 
-entity_checks = [check for entity in ALL_ASSETS for check in _checks_for(entity)]
+entity_checks = [check for entry in CATALOGUE.values() for check in _checks_for(entry)]
 
 
 # -- statistics -------------------------------------------------------------------------------------------
@@ -93,12 +163,6 @@ ENTITY_OF = {
     "segment": "klaviyo_segments",
     "campaign": "klaviyo_campaigns",
 }
-
-
-def _rows_where(warehouse: Warehouse, table: str, condition: str) -> int:
-    warehouse.ensure_migrated()
-    with warehouse.engine.connect() as conn:
-        return conn.execute(text(f"SELECT count(*) FROM {table} WHERE {condition}")).scalar_one()
 
 
 def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
@@ -112,12 +176,14 @@ def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
     def rates_within_0_1(warehouse: Warehouse) -> dg.AssetCheckResult:
         if not rates:
             return dg.AssetCheckResult(passed=True, metadata={"rates": "none in this report"})
-        bad = _rows_where(warehouse, table, " OR ".join(f"{c} < 0 OR {c} > 1" for c in rates))
+        with _connect(warehouse) as conn:
+            bad = q.rows_where_any(conn, table, [(c, "<", 0) for c in rates] + [(c, ">", 1) for c in rates])
         return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
 
     @dg.asset_check(asset=key, name="counts_non_negative", description=f"No count in {table} is negative.")
     def counts_non_negative(warehouse: Warehouse) -> dg.AssetCheckResult:
-        bad = _rows_where(warehouse, table, " OR ".join(f"{c} < 0" for c in counts))
+        with _connect(warehouse) as conn:
+            bad = q.rows_where_any(conn, table, [(c, "<", 0) for c in counts])
         return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_with_negative_counts": bad})
 
     @dg.asset_check(
@@ -126,19 +192,8 @@ def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
         description=f"Every row of {table} refers to a {name} in {ENTITY_OF[name]}.",
     )
     def known_entities(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        with warehouse.engine.connect() as conn:
-            orphans = (
-                conn.execute(
-                    text(
-                        f"""SELECT DISTINCT s.{id_column} FROM {table} s WHERE NOT EXISTS (
-                          SELECT 1 FROM {ENTITY_OF[name]} e WHERE e.account_id = s.account_id AND e.id = s.{id_column})
-                        ORDER BY 1 LIMIT 20"""
-                    )
-                )
-                .scalars()
-                .all()
-            )
+        with _connect(warehouse) as conn:
+            orphans = q.unknown_references(conn, table, id_column, ENTITY_OF[name])
         return dg.AssetCheckResult(
             passed=not orphans,
             severity=dg.AssetCheckSeverity.WARN,
@@ -151,16 +206,8 @@ def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
         description=f"No day is missing between the first and last day {name} statistics were loaded for.",
     )
     def no_missing_days(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        with warehouse.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    """SELECT account_id, min(day) AS first, max(day) AS last, count(*) AS days,
-                              (max(day) - min(day) + 1) - count(*) AS missing
-                       FROM klaviyo_report_coverage WHERE family = :f GROUP BY account_id"""
-                ),
-                {"f": name},
-            ).all()
+        with _connect(warehouse) as conn:
+            rows = q.coverage_gaps(conn, name)
         missing = sum(r.missing for r in rows)
         return dg.AssetCheckResult(
             passed=missing == 0,
@@ -178,26 +225,8 @@ def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
         "and since the first one has a row in klaviyo_campaign_stats.",
     )
     def sent_campaigns_have_figures(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        with warehouse.engine.connect() as conn:
-            missing = (
-                conn.execute(
-                    text(
-                        """WITH calls AS (
-                               SELECT account_id, min(timeframe_start) AS first, max(called_at) AS last
-                               FROM klaviyo_report_calls WHERE report = :r AND status = 'ok' GROUP BY account_id)
-                           SELECT c.id FROM klaviyo_campaigns c JOIN calls ON calls.account_id = c.account_id
-                           WHERE c.deleted_at IS NULL AND c.status = 'Sent'
-                             AND c.send_time >= calls.first AND c.send_time < calls.last - interval '1 day'
-                             AND NOT EXISTS (SELECT 1 FROM klaviyo_campaign_stats s
-                                             WHERE s.account_id = c.account_id AND s.campaign_id = c.id)
-                           ORDER BY c.id LIMIT 20"""
-                    ),
-                    {"r": family.report},
-                )
-                .scalars()
-                .all()
-            )
+        with _connect(warehouse) as conn:
+            missing = q.sent_campaigns_without_figures(conn, family.report)
         return dg.AssetCheckResult(
             passed=not missing,
             severity=dg.AssetCheckSeverity.WARN,
@@ -210,19 +239,8 @@ def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
         description=f"The latest run's {family.report} responses had no result that could not be read.",
     )
     def no_rejected_results(warehouse: Warehouse) -> dg.AssetCheckResult:
-        warehouse.ensure_migrated()
-        with warehouse.engine.connect() as conn:
-            row = conn.execute(
-                text(
-                    """WITH latest AS (SELECT run_id FROM klaviyo_report_calls WHERE report = :r
-                                      ORDER BY called_at DESC, id DESC LIMIT 1)
-                       SELECT coalesce(sum(rows_rejected), 0) AS rejected, count(*) AS calls,
-                              string_agg(detail, '; ') FILTER (WHERE rows_rejected > 0) AS detail
-                       FROM klaviyo_report_calls WHERE report = :r
-                         AND run_id IS NOT DISTINCT FROM (SELECT run_id FROM latest)"""
-                ),
-                {"r": family.report},
-            ).one()
+        with _connect(warehouse) as conn:
+            row = q.latest_run_rejections(conn, family.report)
         return dg.AssetCheckResult(
             passed=row.rejected == 0,
             severity=dg.AssetCheckSeverity.ERROR,

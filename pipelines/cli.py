@@ -18,10 +18,7 @@ import sys
 import time
 
 from pipelines.environment import PROJECT_ROOT, prepared
-
-ENTITY_CHOICES = ("campaigns", "flows", "forms", "segments", "lists", "metrics", "tags", "profiles", "events")
-SOFT_DELETED = set(ENTITY_CHOICES) - {"events"}
-STATS_TABLES = ("flow_stats_daily", "form_stats_daily", "segment_stats_daily", "campaign_stats")
+from resources.catalogue import ALL_ENTITIES, CATALOGUE
 
 
 def _print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
@@ -34,48 +31,33 @@ def _print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
 
 
 def summary(warehouse_url: str) -> list[tuple]:
-    """Rows per table and each entity's sync status."""
-    from sqlalchemy import text
+    """Live rows per table (the repository's count) and each entity's sync status."""
+    import datetime as dt
 
-    from assets.sync import PLANS
     from assets.transform import INCLUDED_SHAPES
-    from resources.warehouse import make_engine
+    from resources.reports import FAMILIES
+    from resources.warehouse import Repository, Warehouse
+    from resources.warehouse import queries as q
 
-    engine = make_engine(warehouse_url)
+    warehouse = Warehouse(url=warehouse_url)
     rows = []
-    with engine.connect() as conn:
-        status = {
-            r.entity: r
-            for r in conn.execute(
-                text("SELECT entity, status, watermark, last_success_at FROM klaviyo_sync_status")
-            )
-        }
-        for entity in ENTITY_CHOICES:
-            table = f"klaviyo_{entity}"
-            live = " WHERE deleted_at IS NULL" if entity in SOFT_DELETED else ""
-            count = conn.execute(text(f"SELECT count(*) FROM {table}{live}")).scalar_one()
-            s = status.get(entity)
-            rows.append(
-                (
-                    table,
-                    count,
-                    s.status if s else "never_run",
-                    s.watermark.strftime("%Y-%m-%d %H:%M:%S") if s and s.watermark else "-",
-                )
-            )
-            for resource_type in PLANS[entity].included_tables:  # e.g. campaign messages, loaded with them
+    try:
+        with warehouse.engine.connect() as conn:
+            status = q.sync_statuses(conn)
+            used = q.report_requests_on(conn, dt.datetime.now(dt.UTC).date())
+        for entity in ALL_ENTITIES:
+            entry, s = CATALOGUE[entity], status.get(entity)
+            watermark = s.watermark.strftime("%Y-%m-%d %H:%M:%S") if s and s.watermark else "-"
+            count = Repository(warehouse, entry.table).count()
+            rows.append((entry.table, count, s.status if s else "never_run", watermark))
+            for resource_type in entry.included_tables:  # e.g. campaign messages, loaded with them
                 included = INCLUDED_SHAPES[resource_type].table
-                count = conn.execute(
-                    text(f"SELECT count(*) FROM {included} WHERE deleted_at IS NULL")
-                ).scalar_one()
-                rows.append((included, count, f"with {entity}", "-"))
-        used = conn.execute(
-            text("SELECT coalesce(sum(calls), 0) FROM klaviyo_report_quota WHERE day = current_date")
-        ).scalar_one()
-        for name in STATS_TABLES:
-            count = conn.execute(text(f"SELECT count(*) FROM klaviyo_{name}")).scalar_one()
-            rows.append((f"klaviyo_{name}", count, "report", f"{used} report calls today"))
-    engine.dispose()
+                rows.append((included, Repository(warehouse, included).count(), f"with {entity}", "-"))
+        for family in FAMILIES.values():
+            count = Repository(warehouse, family.table).count()
+            rows.append((family.table, count, "report", f"{used} report requests today"))
+    finally:
+        warehouse.dispose()
     return rows
 
 
@@ -90,13 +72,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
         warehouse.dispose()
 
+        from assets.partitions import daily_partitions
         from pipelines.definitions import defs
-        from pipelines.partitions import daily_partitions
 
         first = daily_partitions.get_first_partition_key()
         last = daily_partitions.get_last_partition_key()
         start, end = args.start or first, args.end or last
-        entities = args.entity or [*ENTITY_CHOICES, "stats"]
+        entities = args.entity or [*ALL_ENTITIES, "stats"]
         selection = [dg.AssetKey(["klaviyo", e]) for e in entities if e != "stats"]
         if "stats" in entities:
             from assets.stats import STATS_KEYS
@@ -180,10 +162,11 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
 
     with prepared() as env:
         from assets.statistics import StatsRequest, plan
-        from pipelines import settings
+        from resources import settings
         from resources.klaviyo import KlaviyoResource
-        from resources.reports import FAMILIES, ReportLedger
+        from resources.reports import FAMILIES
         from resources.warehouse import Warehouse
+        from resources.warehouse.ledger import ReportLedger
 
         warehouse = Warehouse(url=env.warehouse_url)
         warehouse.migrate()
@@ -214,7 +197,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """One smallest request per endpoint the assets read; a table of scopes, non-zero exit if one is missing."""
     with prepared(warehouse=False) as env:
         from assets.access import check_access
-        from pipelines import settings
+        from resources import settings
         from resources.klaviyo import KlaviyoClient
 
         client = KlaviyoClient(
@@ -262,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--entity",
         action="append",
-        choices=[*ENTITY_CHOICES, "stats"],
+        choices=[*ALL_ENTITIES, "stats"],
         help="only these entities (repeatable; 'stats': report statistics and summary columns)",
     )
     sync.add_argument("--full-refresh", action="store_true", help="ignore watermarks")

@@ -1,13 +1,16 @@
-"""The code location: composition only."""
+"""The code location: composition only. Loading it applies pending warehouse migrations (once per process),
+so that runs, sensor ticks and checks find the schema they expect without running DDL themselves."""
 
 from __future__ import annotations
+
+import logging
+import os
 
 import dagster as dg
 
 from assets.entities import entity_assets, volume_assets
 from assets.reconcile import deletions
 from assets.stats import entity_summaries, klaviyo_stats
-from pipelines import settings
 from pipelines.checks import entity_checks, stats_checks
 from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, reconcile_job, stats_job
 from pipelines.schedules import (
@@ -23,6 +26,7 @@ from pipelines.sensors import (
     klaviyo_stats_automation,
     klaviyo_stats_catchup_sensor,
 )
+from resources import settings
 from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
@@ -53,3 +57,19 @@ defs = dg.Definitions(
         "warehouse": Warehouse(url=dg.EnvVar("WAREHOUSE_URL")),
     },
 )
+
+
+def _migrate_on_load() -> None:
+    url = os.environ.get("WAREHOUSE_URL")
+    if not url:
+        return  # nothing configured here (e.g. tests building their own definitions)
+    warehouse = Warehouse(url=url)
+    try:
+        warehouse.ensure_migrated()
+    except Exception as exc:  # noqa: BLE001 - the location still loads; runs then say what is missing
+        logging.getLogger(__name__).warning(f"warehouse migrations not applied on load: {exc}")
+    finally:
+        warehouse.dispose()
+
+
+_migrate_on_load()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.entities import ALL_ASSETS
+from resources.catalogue import ALL_ENTITIES
 
 all_entities_job = dg.define_asset_job(
     "klaviyo_sync_all",
@@ -20,7 +20,7 @@ entity_jobs = {
         description=f"Sync Klaviyo {entity} now.",
         tags={"klaviyo/job": entity},
     )
-    for entity in ALL_ASSETS
+    for entity in ALL_ENTITIES
 }
 
 stats_job = dg.define_asset_job(

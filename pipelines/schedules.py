@@ -5,9 +5,9 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.entities import ALL_ASSETS
-from pipelines import settings
 from pipelines.jobs import all_entities_job, entity_jobs, reconcile_job
+from resources import settings
+from resources.catalogue import ALL_ENTITIES
 
 
 def _day(when: dt.datetime) -> str:
@@ -35,7 +35,7 @@ def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
 )
 def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
-    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ALL_ASSETS}}
+    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ALL_ENTITIES}}
     return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})
 
 

@@ -6,21 +6,20 @@ import json
 import time
 
 import dagster as dg
-from sqlalchemy import text
 
-from assets.entities import SNAPSHOTS, VOLUME, WINDOWED
-from assets.sync import PLANS
+from assets.partitions import daily_partitions
 from assets.transform import INCLUDED_SHAPES
 from pipelines.jobs import entity_jobs, stats_job
-from pipelines.partitions import daily_partitions
-from resources import sync_status
 from resources.calendar import AccountCalendar
+from resources.catalogue import CATALOGUE, CHANGE_TRACKED, SNAPSHOT_ENTITIES
 from resources.klaviyo import KlaviyoResource
-from resources.reports import FAMILIES, ReportLedger, campaign_send_days, plan_calls, plan_campaign_calls
+from resources.reports import FAMILIES, plan_calls, plan_campaign_calls
 from resources.warehouse import Warehouse
+from resources.warehouse import queries as q
+from resources.warehouse import status as sync_status
+from resources.warehouse.ledger import ReportLedger, campaign_send_days
 
 UTC = dt.UTC
-CHANGE_TRACKED = WINDOWED + VOLUME
 RETRY_AFTER_SECONDS = 1800  # re-request a change (or a bootstrap) still not loaded after this long
 
 
@@ -40,7 +39,7 @@ def klaviyo_change_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
     seen: dict = cursor.get("seen", {})
-    warehouse.ensure_migrated()
+    warehouse.require_migrated()
     client = klaviyo.fresh_client()
     try:
         account = cursor.get("account_id") or client.account_id()
@@ -77,7 +76,7 @@ def klaviyo_change_sensor(
 
 
 @dg.sensor(
-    jobs=[entity_jobs[e] for e in CHANGE_TRACKED + SNAPSHOTS],
+    jobs=[entity_jobs[e] for e in CHANGE_TRACKED + SNAPSHOT_ENTITIES],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="When an entity's table is empty, ask for its whole history (one run over all partitions).",
@@ -86,15 +85,16 @@ def klaviyo_bootstrap_sensor(
     context: dg.SensorEvaluationContext, warehouse: Warehouse
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    warehouse.ensure_migrated()
+    warehouse.require_migrated()
     now = time.time()
     requests = []
     with warehouse.engine.connect() as conn:
-        for entity in CHANGE_TRACKED + SNAPSHOTS:
+        for entity in CHANGE_TRACKED + SNAPSHOT_ENTITIES:
             # The entity's table, and those its included resources land in (e.g. campaign messages, empty
             # after an upgrade that added their table).
-            tables = [PLANS[entity].table, *(INCLUDED_SHAPES[t].table for t in PLANS[entity].included_tables)]
-            if all(conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {t})")).scalar_one() for t in tables):
+            entry = CATALOGUE[entity]
+            tables = [entry.table, *(INCLUDED_SHAPES[t].table for t in entry.included_tables)]
+            if all(q.has_rows(conn, t) for t in tables):
                 continue
             last = cursor.get(entity, {})
             if now - last.get("at", 0) < RETRY_AFTER_SECONDS:
@@ -140,7 +140,7 @@ def klaviyo_run_failure_sensor(context: dg.RunFailureSensorContext, warehouse: W
 def klaviyo_stats_catchup_sensor(
     context: dg.SensorEvaluationContext, klaviyo: KlaviyoResource, warehouse: Warehouse
 ) -> dg.RunRequest | dg.SkipReason:
-    warehouse.ensure_migrated()
+    warehouse.require_migrated()
     first = dt.date.fromisoformat(daily_partitions.get_first_partition_key())
     info = klaviyo.account()
     account, calendar = info.id, AccountCalendar(info.timezone)
@@ -150,18 +150,7 @@ def klaviyo_stats_catchup_sensor(
         sent = set(campaign_send_days(conn, account, calendar, first, today).values())
         for name, family in FAMILIES.items():
             start = max(first, family.earliest) if family.earliest else first
-            days = (
-                conn.execute(
-                    text(
-                        """SELECT d::date FROM generate_series(CAST(:s AS date), CAST(:e AS date), interval '1 day') d
-                       WHERE NOT EXISTS (SELECT 1 FROM klaviyo_report_coverage c
-                                         WHERE c.account_id = :a AND c.family = :f AND c.day = d::date)"""
-                    ),
-                    {"s": start, "e": today, "a": account, "f": name},
-                )
-                .scalars()
-                .all()
-            )
+            days = q.days_not_covered(conn, account, name, start, today)
             if name == "campaign":  # campaign calls are about the days sends began on
                 days = [d for d in days if d in sent]
             if days:

@@ -23,10 +23,10 @@ import requests
 import tenacity
 from pydantic import Field, PrivateAttr
 
+from resources.catalogue import ENDPOINTS, SORTS_BY_UPDATE, scope_for
 from resources.klaviyo_api import (
     ACCOUNTS_PATH,
     ACCOUNTS_TIER,
-    ENDPOINTS,
     REPORT_ENDPOINTS,
     Cond,
     Endpoint,
@@ -35,7 +35,6 @@ from resources.klaviyo_api import (
     build_filter,
     check_revision,
     parse_timestamp,
-    scope_for,
     window_conditions,
 )
 from resources.ratelimit import RateBudget, Tier
@@ -481,9 +480,6 @@ class KlaviyoClient:
         if next_url is not None and (not isinstance(next_url, str) or next_url == url):
             raise KlaviyoError(f"Klaviyo POST {report.path}: the report's next page link does not advance")
         return answer.get("data"), next_url
-
-
-SORTS_BY_UPDATE = {"campaigns", "flows", "forms", "segments", "lists", "profiles", "events"}
 
 
 def _passes(endpoint: Endpoint) -> list[tuple[list[Cond], dict[str, Any]]]:

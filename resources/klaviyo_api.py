@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from resources.ratelimit import REPORTS, XL, XS, L, M, S, Tier
+from resources.ratelimit import REPORTS, XS, Tier
 
 UTC = dt.UTC
 CMP = frozenset({"greater-or-equal", "greater-than", "less-or-equal", "less-than"})
@@ -69,154 +69,9 @@ class Endpoint:
         return [(self.entity, self.tier), *extra]
 
 
-def _ops(*names: str) -> frozenset[str]:
+def ops(*names: str) -> frozenset[str]:
+    """A field's allowed filter operators."""
     return frozenset(names)
-
-
-ENDPOINTS: dict[str, Endpoint] = {
-    e.entity: e
-    for e in [
-        Endpoint(
-            "campaigns",
-            "/api/campaigns",
-            "campaign",
-            100,
-            M,
-            "updated_at",
-            {
-                "id": _ops("any"),
-                "messages.channel": _ops("equals"),
-                "name": _ops("contains"),
-                "status": _ops("any", "equals"),
-                "archived": _ops("equals"),
-                "created_at": CMP,
-                "scheduled_at": CMP,
-                "updated_at": CMP,
-            },
-            archived_passes=True,
-            channel_passes=("email", "sms", "mobile_push"),
-        ),
-        Endpoint(
-            "flows",
-            "/api/flows",
-            "flow",
-            50,
-            S,
-            "updated",
-            {
-                "id": _ops("any"),
-                "name": _ops("contains", "ends-with", "equals", "starts-with"),
-                "status": _ops("equals"),
-                "archived": _ops("equals"),
-                "created": CMP | {"equals"},
-                "updated": CMP | {"equals"},
-                "trigger_type": _ops("equals"),
-            },
-            archived_passes=True,
-        ),
-        Endpoint(
-            "forms",
-            "/api/forms",
-            "form",
-            100,
-            S,
-            "updated_at",
-            {
-                "id": _ops("any", "equals"),
-                "name": _ops("any", "contains", "equals"),
-                "ab_test": _ops("equals"),
-                "created_at": CMP,
-                "updated_at": CMP,
-                "status": _ops("equals"),
-            },
-        ),
-        Endpoint(
-            "segments",
-            "/api/segments",
-            "segment",
-            10,
-            L,
-            "updated",
-            {
-                "name": _ops("any", "equals"),
-                "id": _ops("any", "equals"),
-                "created": _ops("greater-than"),
-                "updated": _ops("greater-than"),
-                "is_active": _ops("any", "equals"),
-                "is_starred": _ops("equals"),
-            },
-            field_tiers={"profile_count": XS},  # only on GET /api/segments/{id}
-        ),
-        Endpoint(
-            "lists",
-            "/api/lists",
-            "list",
-            10,
-            L,
-            "updated",
-            {
-                "name": _ops("any", "equals"),
-                "id": _ops("any", "equals"),
-                "created": _ops("greater-than"),
-                "updated": _ops("greater-than"),
-            },
-            field_tiers={"profile_count": XS},  # only on GET /api/lists/{id}
-        ),
-        # No sort, no page[size], no time filter: windowed client-side on `updated`.
-        Endpoint(
-            "metrics",
-            "/api/metrics",
-            "metric",
-            None,
-            M,
-            "updated",
-            {"integration.name": _ops("equals"), "integration.category": _ops("equals")},
-        ),
-        Endpoint(
-            "tags",
-            "/api/tags",
-            "tag",
-            50,
-            S,
-            None,
-            {"name": _ops("contains", "ends-with", "equals", "starts-with")},
-        ),
-        Endpoint(
-            "profiles",
-            "/api/profiles",
-            "profile",
-            100,
-            L,
-            "updated",
-            {
-                "id": _ops("any", "equals"),
-                "email": _ops("any", "equals"),
-                "phone_number": _ops("any", "equals"),
-                "external_id": _ops("any", "equals"),
-                "_kx": _ops("equals"),
-                "created": _ops("greater-than", "less-than"),
-                "updated": _ops("greater-than", "less-than"),
-            },
-            field_tiers={"predictive_analytics": M},  # the spec: predictive analytics lowers it to M
-        ),
-        Endpoint(
-            "events",
-            "/api/events",
-            "event",
-            1000,
-            XL,
-            "datetime",
-            {
-                "metric_id": _ops("equals"),
-                "profile_id": _ops("equals"),
-                "profile": _ops("has"),
-                "metric": _ops("has"),
-                "datetime": CMP,
-                "timestamp": CMP,
-            },
-        ),
-    ]
-}
 
 
 @dataclass(frozen=True)
@@ -243,23 +98,6 @@ REPORT_ENDPOINTS: dict[str, ReportEndpoint] = {
         ReportEndpoint("segment-series", "/api/segment-series-reports", "segments:read", paged=False),
     ]
 }
-
-
-def scope_for(path: str) -> str | None:
-    """The key scope a request to this API path needs (from the tables above), or None when unknown."""
-    parts = path.rstrip("/").split("/")
-    if len(parts) < 3 or parts[1] != "api":
-        return None
-    collection = "/api/" + parts[2]
-    if collection == ACCOUNTS_PATH:
-        return ACCOUNTS_SCOPE
-    for endpoint in ENDPOINTS.values():
-        if endpoint.path == collection:
-            return endpoint.scope
-    for report in REPORT_ENDPOINTS.values():
-        if report.path == collection:
-            return report.scope
-    return None
 
 
 class FilterNotAllowed(ValueError):

@@ -7,7 +7,8 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy import text
 
-from assets.sync import SyncRequest, reconcile_deletions, sync_entity
+from assets.reconcile import reconcile_deletions
+from assets.sync import SyncRequest, sync_entity
 from assets.transform import transform_included
 from klaviyo_sim.data import iso
 from resources.klaviyo_api import parse_timestamp

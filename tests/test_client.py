@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from klaviyo_sim import Account
+from resources.catalogue import ENDPOINTS
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoError, QuotaExhausted
-from resources.klaviyo_api import ENDPOINTS, parse_timestamp
+from resources.klaviyo_api import parse_timestamp
 from tests.conftest import TEST_KEY
 
 UTC = dt.UTC

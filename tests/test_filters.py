@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from resources.catalogue import ENDPOINTS
 from resources.klaviyo_api import (
-    ENDPOINTS,
     Cond,
     FilterNotAllowed,
     build_filter,

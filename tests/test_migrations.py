@@ -8,8 +8,14 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from resources.migrations import MIGRATIONS_DIR, VIEWS_DIR, MigrationError, apply_migrations, discover
 from resources.warehouse import make_engine
+from resources.warehouse.migrations import (
+    MIGRATIONS_DIR,
+    VIEWS_DIR,
+    MigrationError,
+    apply_migrations,
+    discover,
+)
 
 
 @pytest.fixture

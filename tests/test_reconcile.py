@@ -6,9 +6,10 @@ import dagster as dg
 import pytest
 from sqlalchemy import text
 
-from assets.reconcile import deletions
-from assets.sync import ReconcileRefused, SyncRequest, reconcile_deletions, sync_entity
+from assets.reconcile import ReconcileRefused, deletions, reconcile_deletions
+from assets.sync import SyncRequest, sync_entity
 from resources.klaviyo import KlaviyoResource
+from resources.warehouse import Repository
 from tests.conftest import TEST_KEY
 
 
@@ -37,7 +38,7 @@ def test_rows_klaviyo_no_longer_lists_are_soft_deleted_and_come_back(sim, wareho
     assert set(results["campaigns"].marked_deleted) == gone_campaigns
     assert set(results["tags"].marked_deleted) == gone_tags
     assert live_ids(warehouse, "flows") == flows_before - gone_flows
-    repo = warehouse.repository("klaviyo_flows", sim.account.account_id)
+    repo = Repository(warehouse, "klaviyo_flows", sim.account.account_id)
     gone = next(iter(gone_flows))
     assert repo.find_by_id(gone) is None and repo.find_by_id(gone, include_deleted=True)["deleted_at"]
     # Nothing more on a second pass.

@@ -8,9 +8,9 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy import text
 
+from assets.partitions import daily_partitions
 from assets.transform import transform_events, transform_profiles
 from klaviyo_sim import Account
-from pipelines.partitions import daily_partitions
 from resources.textsafe import unescape_json
 from tests.test_pipeline import defs_for, mat_metadata, run, status
 

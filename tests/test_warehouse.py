@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-import resources.warehouse as warehouse_module
-from resources.warehouse import UpsertCounts, WarehouseError
+import resources.warehouse.core as warehouse_module
+from resources.warehouse import Repository, UpsertCounts, WarehouseError
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -30,7 +30,7 @@ def seg(i: int, **over):
 
 
 def test_repository_operations(warehouse):
-    repo = warehouse.repository("klaviyo_segments", account_id="acct")
+    repo = Repository(warehouse, "klaviyo_segments", account_id="acct")
     created = repo.create_batch([seg(i) for i in range(1, 6)])
     assert [r["id"] for r in created] == [f"SEG{i:03d}" for i in range(1, 6)]
     assert repo.find_by_id("SEG001")["name"] == "Segment 1"
@@ -42,7 +42,7 @@ def test_repository_operations(warehouse):
     assert [r["id"] for r in repo.find_all(limit=2, offset=1)] == ["SEG002", "SEG003"]
     since = repo.find_updated_since(T0 + dt.timedelta(days=3, hours=1))
     assert [r["id"] for r in since] == ["SEG004", "SEG005"]
-    assert repo.get_latest_update_timestamp() == T0 + dt.timedelta(days=5, hours=1)
+    assert repo.latest_update_timestamp() == T0 + dt.timedelta(days=5, hours=1)
 
     single = repo.create(seg(9))
     assert single["metadata"] == {"attributes": {"name": "Segment 9"}}
@@ -57,14 +57,14 @@ def test_repository_operations(warehouse):
 
 
 def test_other_accounts_are_invisible(warehouse):
-    warehouse.repository("klaviyo_flows", account_id="a1").create({"id": "F1", "name": "one"})
-    warehouse.repository("klaviyo_flows", account_id="a2").create({"id": "F1", "name": "two"})
-    assert warehouse.repository("klaviyo_flows", account_id="a1").find_by_id("F1")["name"] == "one"
-    assert warehouse.repository("klaviyo_flows").count() == 2
+    Repository(warehouse, "klaviyo_flows", account_id="a1").create({"id": "F1", "name": "one"})
+    Repository(warehouse, "klaviyo_flows", account_id="a2").create({"id": "F1", "name": "two"})
+    assert Repository(warehouse, "klaviyo_flows", account_id="a1").find_by_id("F1")["name"] == "one"
+    assert Repository(warehouse, "klaviyo_flows").count() == 2
 
 
 def test_create_or_update_never_lets_older_overwrite_newer(warehouse):
-    repo = warehouse.repository("klaviyo_segments", account_id="acct")
+    repo = Repository(warehouse, "klaviyo_segments", account_id="acct")
     repo.create_or_update(seg(1, name="new", updated_date=T0 + dt.timedelta(days=10)))
     kept = repo.create_or_update(seg(1, name="old", updated_date=T0 + dt.timedelta(days=1)))
     assert kept["name"] == "new"
@@ -73,7 +73,7 @@ def test_create_or_update_never_lets_older_overwrite_newer(warehouse):
 
 
 def test_create_batch_rolls_back_entirely_naming_the_row(warehouse):
-    repo = warehouse.repository("klaviyo_campaigns", account_id="acct")
+    repo = Repository(warehouse, "klaviyo_campaigns", account_id="acct")
     rows = [
         {"id": "C1", "name": "ok"},
         {"id": "C2", "name": "ok"},
@@ -85,7 +85,7 @@ def test_create_batch_rolls_back_entirely_naming_the_row(warehouse):
 
 
 def test_create_batch_duplicate_in_batch_rolls_back(warehouse):
-    repo = warehouse.repository("klaviyo_tags", account_id="acct")
+    repo = Repository(warehouse, "klaviyo_tags", account_id="acct")
     with pytest.raises(WarehouseError, match="'T1'"):
         repo.create_batch([{"id": "T1", "name": "a"}, {"id": "T2"}, {"id": "T1", "name": "again"}])
     assert repo.count() == 0
@@ -105,7 +105,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_text_round_trips(warehouse, value):
-    repo = warehouse.repository("klaviyo_segments", account_id="acct")
+    repo = Repository(warehouse, "klaviyo_segments", account_id="acct")
     record = seg(1, name=value, metadata={"attributes": {"name": value, value[:50]: [value]}})
     repo.create(record)
     back = repo.find_by_id("SEG001")
@@ -119,13 +119,13 @@ def test_hostile_text_round_trips_through_bulk_upsert(warehouse, value):
     with warehouse.transaction() as conn:
         counts = warehouse.upsert_frame(conn, "klaviyo_segments", frame)
     assert counts == UpsertCounts(inserted=1)
-    back = warehouse.repository("klaviyo_segments", "acct").find_by_id("SEG001")
+    back = Repository(warehouse, "klaviyo_segments", "acct").find_by_id("SEG001")
     assert back["name"] == value
     assert back["metadata"] == {"v": value, "nested": {"k\x00": value}}
 
 
 def test_nul_is_stored_escaped_not_dropped(warehouse):
-    warehouse.repository("klaviyo_segments", account_id="acct").create(seg(1, name="a\x00b"))
+    Repository(warehouse, "klaviyo_segments", account_id="acct").create(seg(1, name="a\x00b"))
     with warehouse.engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM klaviyo_segments")).scalar_one() == "a\\u0000b"
 
@@ -155,7 +155,7 @@ def test_upsert_counts_and_guard(warehouse):
     with warehouse.transaction() as conn:
         counts = warehouse.upsert_frame(conn, table, mixed)
     assert counts == UpsertCounts(inserted=2, updated=2, skipped=2)
-    repo = warehouse.repository(table, "acct")
+    repo = Repository(warehouse, table, "acct")
     assert repo.find_by_id("SEG000")["name"] == "Segment 0"
     assert repo.find_by_id("SEG001")["name"] == "newer"
     assert repo.find_by_id("SEG002")["name"] == "same time, new content"
@@ -170,20 +170,20 @@ def test_upsert_revives_soft_deleted_rows(warehouse):
         warehouse.upsert_frame(
             conn, "klaviyo_flows", frame_of([{"id": "F1", "account_id": "a", "name": "x"}])
         )
-    warehouse.repository("klaviyo_flows", "a").delete("F1")
+    Repository(warehouse, "klaviyo_flows", "a").delete("F1")
     with warehouse.transaction() as conn:
         counts = warehouse.upsert_frame(
             conn, "klaviyo_flows", frame_of([{"id": "F1", "account_id": "a", "name": "x"}])
         )
     assert counts == UpsertCounts(updated=1)
-    assert warehouse.repository("klaviyo_flows", "a").find_by_id("F1")["deleted_at"] is None
+    assert Repository(warehouse, "klaviyo_flows", "a").find_by_id("F1")["deleted_at"] is None
 
 
 def test_upsert_is_atomic_with_the_transaction(warehouse):
     with pytest.raises(RuntimeError), warehouse.transaction() as conn:
         warehouse.upsert_frame(conn, "klaviyo_segments", frame_of([seg(1)]))
         raise RuntimeError("crash after staging")
-    assert warehouse.repository("klaviyo_segments").count() == 0
+    assert Repository(warehouse, "klaviyo_segments").count() == 0
 
 
 def test_a_large_upsert_merges_in_chunks_within_one_transaction(warehouse, monkeypatch):
@@ -202,7 +202,7 @@ def test_a_large_upsert_merges_in_chunks_within_one_transaction(warehouse, monke
         assert warehouse.upsert_frame(conn, table, incoming) == UpsertCounts(
             inserted=15, updated=20, skipped=10
         )
-    repo = warehouse.repository(table, "acct")
+    repo = Repository(warehouse, table, "acct")
     assert repo.count() == 45
     assert repo.find_by_id("SEG005")["name"] == "Segment 5"
     assert repo.find_by_id("SEG029")["name"] == "newer 29"
@@ -258,7 +258,7 @@ def test_pipelined_upserts_copy_new_rows_then_merge_once_keys_repeat(warehouse):
         up.submit(frame_of([seg(6, name="older", updated_date=T0 - dt.timedelta(days=9)), seg(101)]))
         up.submit(frame_of([seg(102), seg(102, name="stale duplicate", updated_date=T0)]))
     assert up.counts == UpsertCounts(inserted=3, updated=1, skipped=2)
-    repo = warehouse.repository(table, "acct")
+    repo = Repository(warehouse, table, "acct")
     assert repo.find_by_id("SEG005")["name"] == "newer" and repo.find_by_id("SEG006")["name"] == "Segment 6"
     assert repo.find_by_id("SEG102")["name"] == "Segment 102" and repo.count() == 43
 
@@ -269,5 +269,5 @@ def test_pipelined_upserts_raise_the_first_error_and_keep_earlier_batches(wareho
         up.submit(frame_of([seg(1)]))
         up.submit(frame_of([seg(2, metadata=None)]))  # metadata is NOT NULL
         up.submit(frame_of([seg(3)]))
-    ids = [r["id"] for r in warehouse.repository(table, "acct").find_all()]
+    ids = [r["id"] for r in Repository(warehouse, table, "acct").find_all()]
     assert ids[0] == "SEG001" and "SEG002" not in ids

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
-VIEWS_DIR = Path(__file__).resolve().parents[1] / "sql" / "views"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
+VIEWS_DIR = Path(__file__).resolve().parents[2] / "sql" / "views"
 _FILE_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 
 
@@ -139,3 +139,13 @@ def _apply_views(conn, directory: Path, force: bool = False) -> list[str]:
         )
         applied.append(f"views/{path.name}")
     return applied
+
+
+def pending_migrations(engine: Engine, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The migration files not applied yet (read-only: runs no DDL; every file when none ever ran)."""
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT to_regclass('schema_migrations') IS NOT NULL")).scalar_one()
+        recorded = (
+            set(conn.execute(text("SELECT version FROM schema_migrations")).scalars()) if exists else set()
+        )
+    return [m.path.name for m in discover(directory) if m.version not in recorded]

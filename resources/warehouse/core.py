@@ -1,4 +1,4 @@
-"""The Postgres warehouse: engine, migrations, a generic repository, and the guarded bulk upsert.
+"""The Postgres warehouse: engine, migrations, and the guarded bulk upsert (the one merge every write uses).
 
 The warehouse is the only writer. The bulk path stages a DataFrame with COPY into a temporary table and
 merges it with one `INSERT ... ON CONFLICT ... DO UPDATE ... WHERE <incoming is newer>`, so an old backfill
@@ -12,7 +12,7 @@ import datetime as dt
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,22 +27,13 @@ from sqlalchemy import (
     Engine,
     MetaData,
     Table,
-    Text,
-    cast,
     create_engine,
-    func,
-    insert,
-    literal,
-    select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 
-from resources.migrations import apply_migrations
-from resources.textsafe import dumps_jsonb, escape_text, unescape_json, unescape_text
+from resources.textsafe import dumps_jsonb, escape_text
+from resources.warehouse.migrations import apply_migrations, pending_migrations
 
 ENTITY_KEY = ("account_id", "id")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -128,10 +119,24 @@ class Warehouse(dg.ConfigurableResource):
         return apply_migrations(self.engine)
 
     def ensure_migrated(self) -> None:
-        """Apply pending migrations once per process (every pipeline run starts with this)."""
+        """Apply pending migrations once per process: the CLI, the code location when it loads, and each run's
+        first step call it; sensor ticks and asset checks only `require_migrated`."""
         if not self._migrated:
             self.migrate()
             self._migrated = True
+
+    def require_migrated(self) -> None:
+        """Refuse, with a clear error, a warehouse whose migrations are behind this code; never runs DDL (for
+        sensor ticks and asset checks). Checked once per process."""
+        if self._migrated:
+            return
+        pending = pending_migrations(self.engine)
+        if pending:
+            raise WarehouseError(
+                f"the warehouse lacks migrations {', '.join(pending)}: run `klaviyo-pipeline migrate` (or any "
+                "sync) first"
+            )
+        self._migrated = True
 
     def table(self, name: str, conn: Connection | None = None) -> Table:
         """The reflected table (cached). Pass the connection in use: reflecting on another one would wait
@@ -143,9 +148,6 @@ class Warehouse(dg.ConfigurableResource):
                 name, MetaData(), autoload_with=conn if conn is not None else self.engine
             )
         return self._tables[name]
-
-    def repository(self, table: str, account_id: str | None = None) -> Repository:
-        return Repository(self, table, account_id)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -521,144 +523,3 @@ def _column_values(series: pd.Series, column_type: Any) -> list:
     if series.hasnans:
         return series.astype(object).where(series.notna(), None).tolist()
     return series.tolist()
-
-
-class Repository:
-    """Generic data access for one entity table (the seed's repository operations)."""
-
-    def __init__(self, warehouse: Warehouse, table: str, account_id: str | None = None):
-        self.warehouse = warehouse
-        self.name = table
-        self.table = warehouse.table(table)
-        self.account_id = account_id
-
-    # -- reads -----------------------------------------------------------------------------------
-    def _select(self, include_deleted: bool = False):
-        query = select(self.table)
-        if self.account_id is not None:
-            query = query.where(self.table.c.account_id == self.account_id)
-        if not include_deleted and "deleted_at" in self.table.c:
-            query = query.where(self.table.c.deleted_at.is_(None))
-        return query
-
-    def _fetch(self, query) -> list[dict[str, Any]]:
-        with self.warehouse.engine.connect() as conn:
-            return [_decode_row(row._mapping) for row in conn.execute(query)]
-
-    def find_by_id(self, record_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
-        rows = self._fetch(self._select(include_deleted).where(self.table.c.id == escape_text(record_id)))
-        return rows[0] if rows else None
-
-    def find_by_name(self, name: str) -> list[dict[str, Any]]:
-        return self._fetch(
-            self._select().where(self.table.c.name == escape_text(name)).order_by(self.table.c.id)
-        )
-
-    def find_by_status(self, status: str) -> list[dict[str, Any]]:
-        return self._fetch(self._select().where(self.table.c.status == status).order_by(self.table.c.id))
-
-    def find_by_date_range(
-        self, start: dt.datetime, end: dt.datetime, column: str = "created_date"
-    ) -> list[dict[str, Any]]:
-        """Rows whose `column` falls in [start, end)."""
-        col = self.table.c[column]
-        return self._fetch(self._select().where(col >= start, col < end).order_by(col, self.table.c.id))
-
-    def find_all(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        query = self._select().order_by(self.table.c.account_id, self.table.c.id).limit(limit).offset(offset)
-        return self._fetch(query)
-
-    def find_updated_since(self, since: dt.datetime) -> list[dict[str, Any]]:
-        col = self.table.c.updated_date
-        return self._fetch(self._select().where(col > since).order_by(col, self.table.c.id))
-
-    def get_latest_update_timestamp(self) -> dt.datetime | None:
-        query = select(func.max(self.table.c.updated_date))
-        if self.account_id is not None:
-            query = query.where(self.table.c.account_id == self.account_id)
-        with self.warehouse.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
-
-    def count(self, include_deleted: bool = False) -> int:
-        query = select(func.count()).select_from(self._select(include_deleted).subquery())
-        with self.warehouse.engine.connect() as conn:
-            return conn.execute(query).scalar_one()
-
-    # -- writes ----------------------------------------------------------------------------------
-    def _encode(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        values = dict(record)
-        if self.account_id is not None:
-            values.setdefault("account_id", self.account_id)
-        unknown = [k for k in values if k not in self.table.c]
-        if unknown:
-            raise WarehouseError(f"{self.name}: no such columns {unknown} (record id {values.get('id')!r})")
-        return {k: _encode_value(self.table.c[k].type, v) for k, v in values.items()}
-
-    def create(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Insert one record; fails if it exists."""
-        return self.create_batch([record])[0]
-
-    def create_batch(self, records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Insert records in one transaction: all or nothing; an error names the failing record's id."""
-        created = []
-        with self.warehouse.transaction() as conn:
-            for record in records:
-                values = self._encode(record)
-                try:
-                    with conn.begin_nested():
-                        row = conn.execute(insert(self.table).values(**values).returning(self.table)).one()
-                except IntegrityError as exc:
-                    raise WarehouseError(
-                        f"{self.name}: record id {record.get('id')!r} violates a constraint; batch rolled back: "
-                        f"{exc.orig}"
-                    ) from exc
-                created.append(_decode_row(row._mapping))
-        return created
-
-    def create_or_update(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Insert, or update when the incoming updated_date is not older than the stored one."""
-        values = self._encode(record)
-        stmt = pg_insert(self.table).values(**values)
-        changes = {k: stmt.excluded[k] for k in values if k not in ENTITY_KEY and k != "created_at"}
-        changes["updated_at"] = func.now()
-        if "deleted_at" in self.table.c and "deleted_at" not in values:
-            changes["deleted_at"] = None
-        guard = None
-        if "updated_date" in self.table.c:
-            stored, incoming = self.table.c.updated_date, stmt.excluded.updated_date
-            guard = stored.is_(None) | incoming.is_(None) | (incoming >= stored)
-        stmt = stmt.on_conflict_do_update(index_elements=list(ENTITY_KEY), set_=changes, where=guard)
-        with self.warehouse.transaction() as conn:
-            conn.execute(stmt)
-            row = conn.execute(
-                select(self.table).where(
-                    self.table.c.account_id == values["account_id"], self.table.c.id == values["id"]
-                )
-            ).one()
-        return _decode_row(row._mapping)
-
-    def delete(self, record_id: str) -> bool:
-        """Soft delete: set deleted_at; returns whether a live row was marked."""
-        stmt = update(self.table).where(
-            self.table.c.id == escape_text(record_id), self.table.c.deleted_at.is_(None)
-        )
-        if self.account_id is not None:
-            stmt = stmt.where(self.table.c.account_id == self.account_id)
-        with self.warehouse.transaction() as conn:
-            return conn.execute(stmt.values(deleted_at=func.now(), updated_at=func.now())).rowcount > 0
-
-
-def _encode_value(column_type: Any, value: Any) -> Any:
-    if isinstance(column_type, JSONB):
-        # Serialize here (NULs escaped) so the JSONB type does not serialize the value again.
-        return None if value is None else cast(literal(dumps_jsonb(value), Text), JSONB)
-    if isinstance(value, str):
-        return escape_text(value)
-    return value
-
-
-def _decode_row(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: unescape_text(v) if isinstance(v, str) else unescape_json(v) if isinstance(v, dict | list) else v
-        for k, v in mapping.items()
-    }

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.settings import start_date
+from resources.settings import start_date
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=start_date(), timezone="UTC", end_offset=1)

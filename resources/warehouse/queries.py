@@ -1,0 +1,265 @@
+"""Named warehouse reads and maintenance writes for the assets, checks, sensors and the CLI: the only place
+besides the merge, the ledger and the status tables where SQL touches the warehouse.
+
+Table and column names come from the catalogue and the statistics families (never from input); values are
+always bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from resources.textsafe import escape_text, unescape_text
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum() or not name[0].isalpha():
+        raise ValueError(f"not an identifier: {name!r}")
+    return name
+
+
+# -- soft deletes ---------------------------------------------------------------------------------------------
+def live_rows(conn: Connection, table: str, account_id: str) -> int:
+    """Rows of an account not soft-deleted."""
+    return conn.execute(
+        text(f"SELECT count(*) FROM {_ident(table)} WHERE account_id = :a AND deleted_at IS NULL"),
+        {"a": account_id},
+    ).scalar_one()
+
+
+def mark_unlisted_deleted(
+    conn: Connection, table: str, account_id: str, listed_ids: Sequence[str], listed_since: dt.datetime
+) -> list[str]:
+    """Set `deleted_at` on the account's live rows whose id is not in `listed_ids` and that were last synced
+    before the listing began (`listed_since`); their ids."""
+    gone = conn.execute(
+        text(
+            f"""UPDATE {_ident(table)} SET deleted_at = now(), updated_at = now()
+                WHERE account_id = :a AND deleted_at IS NULL AND NOT (id = ANY(:ids))
+                  AND (last_synced_at IS NULL OR last_synced_at < :began)
+                RETURNING id"""
+        ),
+        {"a": account_id, "ids": [escape_text(i) for i in listed_ids], "began": listed_since},
+    )
+    return [unescape_text(i) for i in gone.scalars().all()]
+
+
+def mark_owned_deleted(
+    conn: Connection, table: str, owner_column: str, account_id: str, owners: list[str]
+) -> int:
+    """Soft-delete the live rows that belong to these owners (e.g. a deleted campaign's messages)."""
+    return conn.execute(
+        text(
+            f"""UPDATE {_ident(table)} SET deleted_at = now(), updated_at = now()
+                WHERE account_id = :a AND deleted_at IS NULL AND {_ident(owner_column)} = ANY(:owners)"""
+        ),
+        {"a": account_id, "owners": [escape_text(o) for o in owners]},
+    ).rowcount
+
+
+# -- checks ---------------------------------------------------------------------------------------------------
+def repeated_ids(conn: Connection, table: str) -> int:
+    """How many rows repeat an (account_id, id) already present (for tables whose key has more columns)."""
+    return conn.execute(
+        text(f"SELECT count(*) - count(DISTINCT (account_id, id)) FROM {_ident(table)}")
+    ).scalar_one()
+
+
+def null_counts(conn: Connection, table: str, columns: Sequence[str], live_only: bool) -> dict[str, int]:
+    """Rows where each column is NULL (live rows only, for soft-deleting tables)."""
+    live = " AND deleted_at IS NULL" if live_only else ""
+    return {
+        c: conn.execute(
+            text(f"SELECT count(*) FROM {_ident(table)} WHERE {_ident(c)} IS NULL{live}")
+        ).scalar_one()
+        for c in columns
+    }
+
+
+def latest_sync_run(conn: Connection, entity: str):
+    """The latest row of klaviyo_sync_runs for an entity (None when it never ran)."""
+    return conn.execute(
+        text(
+            """SELECT records_read, records_rejected, rows_inserted + rows_updated + rows_skipped AS landed,
+                      window_start, window_end, status
+               FROM klaviyo_sync_runs WHERE entity = :e ORDER BY finished_at DESC, id DESC LIMIT 1"""
+        ),
+        {"e": entity},
+    ).one_or_none()
+
+
+def unknown_references(
+    conn: Connection, table: str, column: str, parent_table: str, live_only: bool = False, limit: int = 20
+) -> list[str]:
+    """Values of `table.column` (not NULL) with no row of that id in `parent_table` for the same account."""
+    live = " AND s.deleted_at IS NULL" if live_only else ""
+    return (
+        conn.execute(
+            text(
+                f"""SELECT DISTINCT s.{_ident(column)} FROM {_ident(table)} s
+                    WHERE s.{_ident(column)} IS NOT NULL{live} AND NOT EXISTS (
+                      SELECT 1 FROM {_ident(parent_table)} p
+                      WHERE p.account_id = s.account_id AND p.id = s.{_ident(column)})
+                    ORDER BY 1 LIMIT :n"""
+            ),
+            {"n": limit},
+        )
+        .scalars()
+        .all()
+    )
+
+
+def updated_in_future(
+    conn: Connection, table: str, column: str, margin: dt.timedelta, limit: int = 20
+) -> list[str]:
+    """Live rows whose Klaviyo update time lies more than `margin` after now (a clock or parsing fault)."""
+    return (
+        conn.execute(
+            text(
+                f"""SELECT id FROM {_ident(table)} WHERE deleted_at IS NULL AND {_ident(column)} > now() + :m
+                    ORDER BY id LIMIT :n"""
+            ),
+            {"m": margin, "n": limit},
+        )
+        .scalars()
+        .all()
+    )
+
+
+def watermark_regressions(conn: Connection, entity: str) -> list:
+    """Successful runs of an entity whose watermark is lower than an earlier successful run's."""
+    return conn.execute(
+        text(
+            """SELECT account_id, run_id, watermark, previous FROM (
+                 SELECT account_id, run_id, watermark,
+                        max(watermark) OVER (PARTITION BY account_id ORDER BY finished_at, id
+                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous
+                 FROM klaviyo_sync_runs WHERE entity = :e AND status = 'success') r
+               WHERE watermark < previous ORDER BY account_id, run_id LIMIT 20"""
+        ),
+        {"e": entity},
+    ).all()
+
+
+def rows_where_any(conn: Connection, table: str, conditions: Sequence[tuple[str, str, float]]) -> int:
+    """Rows where any (column, operator, bound) holds, e.g. ("open_rate", ">", 1)."""
+    if not conditions:
+        return 0
+    allowed = {"<", ">"}
+    parts = []
+    params = {}
+    for n, (column, op, bound) in enumerate(conditions):
+        if op not in allowed:
+            raise ValueError(op)
+        parts.append(f"{_ident(column)} {op} :b{n}")
+        params[f"b{n}"] = bound
+    return conn.execute(
+        text(f"SELECT count(*) FROM {_ident(table)} WHERE {' OR '.join(parts)}"), params
+    ).scalar_one()
+
+
+def coverage_gaps(conn: Connection, family: str) -> list:
+    """Per account: the first and last day a statistics family covers, and the days missing between."""
+    return conn.execute(
+        text(
+            """SELECT account_id, min(day) AS first, max(day) AS last, count(*) AS days,
+                      (max(day) - min(day) + 1) - count(*) AS missing
+               FROM klaviyo_report_coverage WHERE family = :f GROUP BY account_id"""
+        ),
+        {"f": family},
+    ).all()
+
+
+def sent_campaigns_without_figures(conn: Connection, report: str) -> list[str]:
+    """Campaigns sent (status Sent) between the first campaign report call's timeframe and a day before the
+    latest call that have no statistics row."""
+    return (
+        conn.execute(
+            text(
+                """WITH calls AS (
+                       SELECT account_id, min(timeframe_start) AS first, max(called_at) AS last
+                       FROM klaviyo_report_calls WHERE report = :r AND status = 'ok' GROUP BY account_id)
+                   SELECT c.id FROM klaviyo_campaigns c JOIN calls ON calls.account_id = c.account_id
+                   WHERE c.deleted_at IS NULL AND c.status = 'Sent'
+                     AND c.send_time >= calls.first AND c.send_time < calls.last - interval '1 day'
+                     AND NOT EXISTS (SELECT 1 FROM klaviyo_campaign_stats s
+                                     WHERE s.account_id = c.account_id AND s.campaign_id = c.id)
+                   ORDER BY c.id LIMIT 20"""
+            ),
+            {"r": report},
+        )
+        .scalars()
+        .all()
+    )
+
+
+def latest_run_rejections(conn: Connection, report: str):
+    """Results rejected, calls and details of a report's latest run."""
+    return conn.execute(
+        text(
+            """WITH latest AS (SELECT run_id FROM klaviyo_report_calls WHERE report = :r
+                              ORDER BY called_at DESC, id DESC LIMIT 1)
+               SELECT coalesce(sum(rows_rejected), 0) AS rejected, count(*) AS calls,
+                      string_agg(detail, '; ') FILTER (WHERE rows_rejected > 0) AS detail
+               FROM klaviyo_report_calls WHERE report = :r
+                 AND run_id IS NOT DISTINCT FROM (SELECT run_id FROM latest)"""
+        ),
+        {"r": report},
+    ).one()
+
+
+# -- sensors and the CLI --------------------------------------------------------------------------------------
+def has_rows(conn: Connection, table: str) -> bool:
+    return conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {_ident(table)})")).scalar_one()
+
+
+def days_not_covered(
+    conn: Connection, account_id: str, family: str, start: dt.date, end: dt.date
+) -> list[dt.date]:
+    """Days of [start, end] a statistics family has never loaded."""
+    return (
+        conn.execute(
+            text(
+                """SELECT d::date FROM generate_series(CAST(:s AS date), CAST(:e AS date), interval '1 day') d
+                   WHERE NOT EXISTS (SELECT 1 FROM klaviyo_report_coverage c
+                                     WHERE c.account_id = :a AND c.family = :f AND c.day = d::date)"""
+            ),
+            {"s": start, "e": end, "a": account_id, "f": family},
+        )
+        .scalars()
+        .all()
+    )
+
+
+@dataclass(frozen=True)
+class EntityStatus:
+    entity: str
+    status: str
+    watermark: dt.datetime | None
+    last_success_at: dt.datetime | None
+
+
+def sync_statuses(conn: Connection) -> dict[str, EntityStatus]:
+    """Each entity's sync status (every account: the latest)."""
+    rows = conn.execute(
+        text(
+            """SELECT DISTINCT ON (entity) entity, status, watermark, last_success_at FROM klaviyo_sync_status
+               ORDER BY entity, updated_at DESC"""
+        )
+    )
+    return {r.entity: EntityStatus(r.entity, r.status, r.watermark, r.last_success_at) for r in rows}
+
+
+def report_requests_on(conn: Connection, day: dt.date) -> int:
+    """Report requests counted on a day, every account."""
+    return conn.execute(
+        text("SELECT coalesce(sum(calls), 0) FROM klaviyo_report_quota WHERE day = :d"), {"d": day}
+    ).scalar_one()
+
+
+def row_count(conn: Connection, table: str) -> int:
+    return conn.execute(text(f"SELECT count(*) FROM {_ident(table)}")).scalar_one()
