@@ -8,16 +8,18 @@ import time
 import dagster as dg
 
 from assets.partitions import daily_partitions
+from assets.statistics import StatsRequest, plan
+from assets.stats import StatsConfig
 from assets.transform import INCLUDED_SHAPES
 from pipelines.jobs import entity_jobs, stats_job
 from resources.calendar import AccountCalendar
 from resources.catalogue import CATALOGUE, CHANGE_TRACKED, SNAPSHOT_ENTITIES
 from resources.klaviyo import KlaviyoResource
-from resources.reports import FAMILIES, plan_calls, plan_campaign_calls
+from resources.reports import FAMILIES
 from resources.warehouse import Warehouse
 from resources.warehouse import queries as q
 from resources.warehouse import status as sync_status
-from resources.warehouse.ledger import ReportLedger, campaign_send_days
+from resources.warehouse.ledger import ReportLedger
 
 UTC = dt.UTC
 RETRY_AFTER_SECONDS = 1800  # re-request a change (or a bootstrap) still not loaded after this long
@@ -144,35 +146,41 @@ def klaviyo_stats_catchup_sensor(
     first = dt.date.fromisoformat(daily_partitions.get_first_partition_key())
     info = klaviyo.account()
     account, calendar = info.id, AccountCalendar(info.timezone)
-    today = calendar.today(dt.datetime.now(UTC))
-    missing: dict[str, list[dt.date]] = {}
-    with warehouse.engine.connect() as conn:
-        sent = set(campaign_send_days(conn, account, calendar, first, today).values())
-        for name, family in FAMILIES.items():
-            start = max(first, family.earliest) if family.earliest else first
-            days = q.days_not_covered(conn, account, name, start, today)
-            if name == "campaign":  # campaign calls are about the days sends began on
-                days = [d for d in days if d in sent]
-            if days:
-                missing[name] = days
-    if not missing:
-        return dg.SkipReason("every day of every statistics family is loaded")
-    calls = sum(
-        len(plan_campaign_calls(d, today) if n == "campaign" else plan_calls(FAMILIES[n], d))
-        for n, d in missing.items()
-    )
+    now = dt.datetime.now(UTC)
+    today = calendar.today(now)
+    # The statistics asset's own plan, settling included, over the days its automation no longer re-reads
+    # (before its lookback; campaigns: before their refresh period): days never loaded, deferred for lack of
+    # quota, or read before they settled.
+    config = StatsConfig()
+    reach = {"campaign": config.campaign_refresh_days}
+    planned = {}
+    for name in FAMILIES:
+        request = StatsRequest(
+            families=[name],
+            first_day=first,
+            last_day=today - dt.timedelta(days=reach.get(name, config.lookback_days) + 1),
+            lookback_days=config.lookback_days,
+            campaign_refresh_days=config.campaign_refresh_days,
+        )
+        if request.last_day >= first:
+            planned.update({n: c for n, c in plan(request, warehouse, account, now, calendar).items() if c})
+    if not planned:
+        return dg.SkipReason(
+            "every day of every statistics family before the automation's lookback is loaded and settled"
+        )
+    calls = sum(len(c) for c in planned.values())
+    summary = ", ".join(f"{n} {sum(len(c.days) for c in cs)} days" for n, cs in planned.items())
     ledger = ReportLedger(warehouse.engine, account, calendar=calendar)
     left = ledger.remaining()
-    summary = ", ".join(f"{n} {len(d)} days" for n, d in missing.items())
     if left == 0:
         used, closed = ledger.usage()
         why = "Klaviyo closed the day (429)" if closed else f"{used}/{ledger.quota} requests used"
         return dg.SkipReason(
-            f"report quota for {today} is spent ({why}); missing: {summary} ({calls} calls) wait for 00:00 "
+            f"report quota for {today} is spent ({why}); to load: {summary} ({calls} calls) wait for 00:00 "
             f"{calendar.timezone} ({ledger.resets_at().astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
         )
-    start = min(d[0] for d in missing.values())
-    end = max(d[-1] for d in missing.values())
+    start = min(c.start for cs in planned.values() for c in cs)
+    end = max(c.days[-1] for cs in planned.values() for c in cs)
     return dg.RunRequest(
         run_key=f"stats-catchup:{today}:{start}:{end}:{calls}:{left}",
         tags={

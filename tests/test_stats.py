@@ -391,20 +391,39 @@ def test_the_catchup_sensor_asks_for_missing_days_and_skips_while_the_quota_is_s
     context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources=resources)
     request = klaviyo_stats_catchup_sensor(context)
     assert isinstance(request, dg.RunRequest)
-    assert request.tags["dagster/asset_partition_range_start"] == daily_partitions.get_first_partition_key()
-    assert request.tags["dagster/asset_partition_range_end"] == TODAY.isoformat()
+    first = daily_partitions.get_first_partition_key()
+    assert request.tags["dagster/asset_partition_range_start"] == first
+    # The days the automation no longer re-reads (before its 7-day lookback).
+    assert request.tags["dagster/asset_partition_range_end"] == str(TODAY - dt.timedelta(days=8))
+    # Loaded now, days before the lookback are settled: nothing is left to ask for but the campaigns still
+    # within their refresh period, which the automation reads.
+    assert run(loaded, "klaviyo_sync_stats", first, TODAY - dt.timedelta(days=8)).success
+    calls = len(report_calls(sim))
+    done = klaviyo_stats_catchup_sensor(context)
+    assert isinstance(done, dg.SkipReason) and "loaded and settled" in done.skip_message
+    # A day read before it settled (too soon after it ended) is asked for again.
+    old = TODAY - dt.timedelta(days=20)
+    with warehouse.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE klaviyo_report_coverage SET loaded_at = :at WHERE family = 'form' AND day = :d"),
+            {"at": dt.datetime.combine(old, dt.time(12), UTC) + dt.timedelta(days=1), "d": old},
+        )
+    again = klaviyo_stats_catchup_sensor(context)
+    assert isinstance(again, dg.RunRequest) and again.tags["klaviyo/report_calls_planned"] == "1"
+    assert again.tags["dagster/asset_partition_range_start"] == str(old)
 
     with warehouse.engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO klaviyo_report_quota (account_id, day, calls, quota) VALUES (:a, :d, 225, 225)"
+                " ON CONFLICT (account_id, day) DO UPDATE SET calls = 225"
             ),
             {"a": sim.account.account_id, "d": TODAY},
         )
     skipped = klaviyo_stats_catchup_sensor(context)
     assert isinstance(skipped, dg.SkipReason)
     assert "225/225 requests used" in skipped.skip_message and "wait for 00:00 UTC" in skipped.skip_message
-    assert not report_calls(sim)  # the sensor never spends report quota itself
+    assert len(report_calls(sim)) == calls  # the sensor never spends report quota itself
 
 
 def test_malformed_report_responses_are_refused_with_a_clear_error():
