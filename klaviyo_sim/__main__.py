@@ -22,6 +22,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, help="override the scale's event count")
     p.add_argument("--history-days", type=int, default=120)
     p.add_argument("--anchor", type=dt.date.fromisoformat, help="last day of history (default: today, UTC)")
+    p.add_argument("--timezone", default="UTC", help="the account's IANA time zone (reports use its days)")
+    p.add_argument(
+        "--report-page-size",
+        type=int,
+        default=10,
+        help="results per page of campaign/flow reports (0: no paging)",
+    )
+    p.add_argument(
+        "--allow-future-timeframes", action="store_true", help="serve reports whose timeframe ends after now"
+    )
+    p.add_argument(
+        "--single-day-sends",
+        action="store_true",
+        help="no campaign send spans days (default: every third does)",
+    )
+    p.add_argument(
+        "--omit-relationship-data",
+        action="store_true",
+        help="a share of events and campaign messages omit relationship data",
+    )
     p.add_argument("--no-rate-limits", action="store_true", help="switch rate limits off (benchmarks)")
     p.add_argument(
         "--time-scale", type=float, default=1.0, help="shrink rate-limit windows (0.1 = 10x faster)"
@@ -43,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         history_days=args.history_days,
         profiles=args.profiles,
         events=args.events,
+        timezone=args.timezone,
+        multi_day_sends=not args.single_day_sends,
+        omit_relationship_data=args.omit_relationship_data,
     )
     faults = Faults(
         rate_429=args.fault_429,
@@ -57,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         rate_limits=not args.no_rate_limits,
         time_scale=args.time_scale,
         faults=faults,
+        report_page_size=args.report_page_size or None,
+        refuse_future_timeframes=not args.allow_future_timeframes,
     )
     print(
         f"Klaviyo simulator listening on {sim.url} (account {account.account_id}, scale {args.scale})",

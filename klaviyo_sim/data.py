@@ -13,6 +13,7 @@ import datetime as dt
 import random
 import threading
 import uuid
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +191,9 @@ class Account:
         events: int | None = None,
         account_id: str | None = None,
         future_events: int = 3,
+        timezone: str = "UTC",
+        omit_relationship_data: bool = False,
+        multi_day_sends: bool = True,
     ):
         counts = dict(SCALES[scale])
         if profiles is not None:
@@ -198,6 +202,19 @@ class Account:
             counts["events"] = events
         self.seed = seed
         self.counts = counts
+        # The account's (company's) time zone, an IANA name: reports read timeframes as wall-clock times in it
+        # and bucket days by its calendar.
+        try:
+            self.zone = zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {timezone!r}") from exc
+        self.timezone = timezone
+        # A share of events (every 5th) omit `data` in their metric and profile relationships, and a share of
+        # campaign messages in their template relationship (the spec marks relationship data optional).
+        self.omit_relationship_data = omit_relationship_data
+        # Every third campaign with a send (the 6th, 9th, 12th...) has a send spanning 2-3 local days: a
+        # throttled or a local-time send. Off: every send is one day (as before).
+        self.multi_day_sends = multi_day_sends
         # Events dated after the anchor (clock skew, scheduled sends): they follow the history, in order.
         self.future_events = future_events
         self.total_events = counts["events"] + future_events
@@ -209,6 +226,12 @@ class Account:
         self.lock = threading.RLock()
         self.rng = random.Random(seed)
         self.metrics = self._make_metrics()
+        # A custom metric's id: not a metric of /api/metrics, and refused by the events' metric_id filter.
+        self.custom_metric_id = next(
+            cid
+            for k in range(100)
+            if (cid := self._short_id("custom-metric", k)) not in {m.id for m in self.metrics}
+        )
         self.tags = self._make_tags(counts["tags"])
         self.lists = self._make_lists(counts["lists"])
         self.segments = self._make_segments(counts["segments"])
@@ -235,6 +258,32 @@ class Account:
         self._metric_ids = [m.id for m in self.metrics]
         self._event_offset = mix64(seed ^ 0xE7E7) % EVENT_MOD
         self._value_metric = {m.id for m in self.metrics if m.attributes["name"] in VALUE_METRICS}
+        # Events imported late (import_events): few, held; they take the indices after the seeded ones.
+        self.imported_timestamps: list[int] = []
+        self._imported_keys: list[tuple[int, int, int]] = []  # (timestamp, 1, index), sorted
+
+    def local_day(self, t: dt.datetime) -> dt.date:
+        """The account's calendar day of an instant."""
+        return t.astimezone(self.zone).date()
+
+    def campaign_send_days(self, campaign_id: str) -> list[dt.date]:
+        """The local days a campaign's send went out on: one, or 2-3 for a multi-day send; none if unsent."""
+        with self.lock:
+            campaign = self.by_id.get(("campaign", campaign_id))
+        if campaign is None:
+            return []  # unknown or deleted
+        times = campaign.internal.get("send_times")
+        if times is None:
+            send = campaign.attributes.get("send_time")
+            times = [parse_time(send)] if send else []
+        return sorted({self.local_day(t) for t in times})
+
+    def campaign_whole_send(self, campaign_id: str) -> dict[str, float] | None:
+        """A campaign's base counts over its whole send (every send day), as a campaign values report whose
+        timeframe covers the send gives them (pass them to reports.message_statistics); None if unsent."""
+        from klaviyo_sim.reports import campaign_counts
+
+        return campaign_counts(self, campaign_id)
 
     # -- small entities ----------------------------------------------------------------------------
     def _time_in_history(self, lo: float = 0.0, hi: float = 1.0) -> dt.datetime:
@@ -413,6 +462,7 @@ class Account:
     def _make_campaigns(self, n: int) -> list[Resource]:
         out = []
         channels = ["email", "email", "email", "sms", "mobile_push"]
+        sends = 0  # campaigns with a send so far
         for i in range(n):
             channel = channels[i % len(channels)]
             created, updated = self._stamps()
@@ -420,12 +470,37 @@ class Account:
             send_time = None
             if status in ("Sent", "Sending", "Variations Sent", "Scheduled"):
                 send_time = min(updated + dt.timedelta(hours=1 + i % 48), self.anchor + dt.timedelta(days=3))
+            span, local_send = 1, False
+            if send_time and self.multi_day_sends:
+                # Every third send from the 6th spans local days: a local-time send (2 days), or a throttled
+                # one whose batches go out a day apart (50 % a batch: 2 days, 33 %: 3 days).
+                if sends % 3 == 2 and sends >= 5:
+                    variant = (sends // 3) % 4
+                    span, local_send = (2, True) if variant == 0 else (3 if variant % 2 else 2, False)
+                sends += 1
+            send_times = self._send_batches(send_time, span) if send_time else []
             strategy_kind = i % 4
-            if strategy_kind == 0 and send_time:
+            if span > 1 and send_time:
+                if local_send:
+                    strategy = {
+                        "method": "static",
+                        "datetime": iso(send_time),
+                        "options": {"is_local": True, "send_past_recipients_immediately": False},
+                    }
+                else:
+                    percentage = 50 if span == 2 else 33
+                    strategy = {
+                        "method": "throttled",
+                        "datetime": iso(send_time),
+                        "throttle_percentage": percentage,
+                    }
+            elif strategy_kind == 0 and send_time:
+                # With multi-day sends on, a local-time send is one that spans days; otherwise every 8th.
+                is_local = False if self.multi_day_sends else i % 8 == 0
                 strategy = {
                     "method": "static",
                     "datetime": iso(send_time),
-                    "options": {"is_local": i % 8 == 0, "send_past_recipients_immediately": False},
+                    "options": {"is_local": is_local, "send_past_recipients_immediately": False},
                 }
             elif strategy_kind == 1 and send_time:
                 strategy = {"method": "throttled", "datetime": iso(send_time), "throttle_percentage": 20}
@@ -455,7 +530,7 @@ class Account:
             cid = "01" + cid[2:]
             message_id = "01" + crockford(mix64(i * 31 + 7), 24)
             self.campaign_messages.append(
-                self._campaign_message(i, cid, message_id, channel, created, updated, send_time, strategy)
+                self._campaign_message(i, cid, message_id, channel, created, updated, send_times, strategy)
             )
             out.append(
                 Resource(
@@ -478,10 +553,15 @@ class Account:
                         "campaign-messages": [("campaign-message", message_id)],
                         "tags": self._tag_links(),
                     },
-                    {"messages.channel": channel},
+                    {"messages.channel": channel, "send_times": send_times},
                 )
             )
         return out
+
+    def _send_batches(self, first: dt.datetime, span: int) -> list[dt.datetime]:
+        """A send's batches: the first, then the same local wall-clock time on each following local day."""
+        wall = first.astimezone(self.zone).replace(tzinfo=None)
+        return [(wall + dt.timedelta(days=k)).replace(tzinfo=self.zone).astimezone(UTC) for k in range(span)]
 
     def _campaign_message(
         self,
@@ -491,7 +571,7 @@ class Account:
         channel: str,
         created: dt.datetime,
         updated: dt.datetime,
-        send_time: dt.datetime | None,
+        send_times: list[dt.datetime],
         strategy: dict,
     ) -> Resource:
         """A campaign's message: its definition by channel (content, and a label for email), send times."""
@@ -538,11 +618,13 @@ class Account:
             message_id,
             {
                 "definition": definition,
-                "send_times": [{"datetime": iso(send_time), "is_local": is_local}] if send_time else [],
+                "send_times": [{"datetime": iso(t), "is_local": is_local} for t in send_times],
                 "created_at": iso(created),
                 "updated_at": iso(updated),
             },
             relationships,
+            # Every other email message omits its template linkage when omit_relationship_data is on.
+            {"omit_template_data": self.omit_relationship_data and channel == "email" and i % 2 == 0},
         )
 
     # -- mutation hooks ------------------------------------------------------------------------------
@@ -582,6 +664,18 @@ class Account:
             key = (family, entity_id, day)
             self.stat_revisions[key] = self.stat_revisions.get(key, 0) + amount
             self.__dict__.get("_segment_totals", {}).pop(entity_id, None)
+
+    def import_events(self, n: int, days_ago: float, at: dt.datetime | None = None) -> list[str]:
+        """Add `n` events dated `days_ago` before `at` (default now), as a late data import does; their ids."""
+        at = at or dt.datetime.now(UTC)
+        ts = int((at - dt.timedelta(days=days_ago)).timestamp())
+        with self.lock:
+            first = self.total_events + len(self.imported_timestamps)
+            indices = list(range(first, first + n))
+            self.imported_timestamps.extend([ts] * n)
+            for i in indices:
+                bisect.insort(self._imported_keys, (ts, 1, i))
+        return [self.event_id(i) for i in indices]
 
     def touch_profiles(self, indices: list[int], at: dt.datetime | None = None) -> list[str]:
         at = (at or dt.datetime.now(UTC)).replace(microsecond=0)
@@ -697,6 +791,8 @@ class Account:
     # -- events (computed) ---------------------------------------------------------------------------
     def event_timestamp(self, i: int) -> int:
         n = self.counts["events"]
+        if i >= self.total_events:
+            return self.imported_timestamps[i - self.total_events]
         if i >= n:
             return int(self.anchor.timestamp()) + (i - n + 1) * 7 * 86400 + 1234
         return int(self.history_start.timestamp() + self.span * i / max(n, 1))
@@ -712,7 +808,15 @@ class Account:
         if len(eid) != 10 or any(c not in BASE62 for c in eid):
             return None
         i = ((unb62(eid) - self._event_offset) * pow(EVENT_MUL, -1, EVENT_MOD)) % EVENT_MOD
-        return i if i < self.total_events else None
+        return i if i < self.total_events + len(self.imported_timestamps) else None
+
+    def imported_keys(self) -> list[tuple[int, int, int]]:
+        """The imported events as (timestamp, 1, index), sorted: after seeded events of the same second."""
+        with self.lock:
+            return list(self._imported_keys)
+
+    def event_omits_relationship_data(self, i: int) -> bool:
+        return self.omit_relationship_data and i % 5 == 0
 
     def event_metric_id(self, i: int) -> str:
         return self._metric_ids[mix64(self.seed ^ (i * 0x2545F4914F6CDD1D)) % len(self._metric_ids)]

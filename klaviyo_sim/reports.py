@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
 import threading
 import uuid
 from typing import Any
+from urllib.parse import quote
 
-from klaviyo_sim.data import REFUSED_CONVERSION_METRICS, Account, hash_str, mix64, parse_time
+from klaviyo_sim.data import REFUSED_CONVERSION_METRICS, Account, Resource, hash_str, mix64, parse_time
 
 UTC = dt.UTC
 MESSAGE_STATS = [
@@ -46,9 +48,14 @@ REPORTS = {
 
 
 class ReportError(ValueError):
-    def __init__(self, detail: str, pointer: str):
+    def __init__(self, detail: str, pointer: str = "/data/", parameter: str | None = None):
         super().__init__(detail)
         self.pointer = pointer
+        self.parameter = parameter
+
+    @property
+    def source(self) -> dict:
+        return {"parameter": self.parameter} if self.parameter else {"pointer": self.pointer}
 
 
 def _h(*parts: Any) -> int:
@@ -110,6 +117,34 @@ def message_statistics(counts: dict[str, float], wanted: list[str]) -> dict[str,
     }
     merged = {**c, **derived}
     return {s: merged[s] for s in wanted}
+
+
+def campaign_send_days(account: Account, campaign: Resource) -> list[dt.date]:
+    """The account-local days a campaign's send went out on (one, or 2-3 for a throttled or local-time send)."""
+    return account.campaign_send_days(campaign.id)
+
+
+def campaign_counts(
+    account: Account, campaign_id: str, days: list[dt.date] | None = None
+) -> dict[str, float] | None:
+    """A campaign's base counts summed over its send days (all of them, or those among `days`); None when
+    no send day is left (a values report does not list the campaign then)."""
+    send_days = account.campaign_send_days(campaign_id)
+    if days is not None:
+        wanted = set(days)
+        send_days = [d for d in send_days if d in wanted]
+    if not send_days:
+        return None
+    return _sum([message_counts(account, "campaign", campaign_id, d) for d in send_days])
+
+
+def campaign_statistics(
+    account: Account, campaign_id: str, stats: list[str] | None = None, days: list[dt.date] | None = None
+) -> dict[str, float] | None:
+    """The figures a campaign values report gives for a campaign: its whole send, or the send days among
+    `days` (a timeframe's days); None when the campaign would not be listed."""
+    counts = campaign_counts(account, campaign_id, days)
+    return None if counts is None else message_statistics(counts, stats or MESSAGE_STATS)
 
 
 def form_counts(account: Account, form_id: str, day: dt.date) -> dict[str, float]:
@@ -183,11 +218,13 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=k) for k in range((end - start).days + 1)]
 
 
-def _timeframe(tf: Any, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def _timeframe(tf: Any, now: dt.datetime, zone: dt.tzinfo) -> tuple[dt.datetime, dt.datetime, bool]:
+    """(start, end, explicit) as wall-clock times in the account's zone."""
     if not isinstance(tf, dict):
         raise ReportError(
             "'timeframe' must be an object with 'key' or 'start' and 'end'.", "/data/attributes/timeframe"
         )
+    now = now.astimezone(zone)
     if "key" in tf:
         key = tf["key"]
         if key not in TIMEFRAME_KEYS:
@@ -199,20 +236,28 @@ def _timeframe(tf: Any, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         end = today if key == "yesterday" else now
         if key == "today":
             start, end = today, now
-        return start, end - dt.timedelta(seconds=1) if key == "yesterday" else end
+        return start, end - dt.timedelta(seconds=1) if key == "yesterday" else end, False
     try:
         start, end = parse_time(tf["start"]), parse_time(tf["end"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise ReportError(
             "'timeframe' needs valid 'start' and 'end' datetimes.", "/data/attributes/timeframe"
         ) from None
-    # The account's timezone (UTC here) is used; offsets are ignored, as Klaviyo does.
-    start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+    # Wall-clock times in the account's time zone: the offset sent is ignored, as Klaviyo documents.
+    start, end = start.replace(tzinfo=zone), end.replace(tzinfo=zone)
     if end <= start:
         raise ReportError("'timeframe.end' must be after 'timeframe.start'.", "/data/attributes/timeframe")
     if end - start > dt.timedelta(days=366):
         raise ReportError("The timeframe must be one year or less.", "/data/attributes/timeframe")
-    return start, end
+    return start, end, True
+
+
+def _timeframe_days(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date]:
+    """First and last local day a timeframe covers; an end at exactly midnight closes the day before it."""
+    first, last = start.date(), end.date()
+    if end.time() == dt.time() and last > first:
+        last -= dt.timedelta(days=1)
+    return first, last
 
 
 _FILTER = re.compile(r"^(equals|any|contains-any)\((\w+),(.*)\)$")
@@ -237,16 +282,38 @@ def _entity_filter(expr: str | None, field: str) -> set[str] | None:
     return set(value) if isinstance(value, list) else {value}
 
 
-def answer(account: Account, op, raw_body: bytes, base: str) -> dict:
+def answer(
+    account: Account,
+    op,
+    raw_body: bytes,
+    base: str,
+    page_cursor: str | None = None,
+    page_size: int | None = None,
+    refuse_future: bool = False,
+    now: dt.datetime | None = None,
+) -> dict:
+    """A report's response; campaign/flow reports (whose operation declares `page_cursor`) come in pages of
+    `page_size` results, the next page asked for by POSTing the same body to `links.next`."""
     from klaviyo_sim.server import ApiError
 
     try:
-        return _answer(account, op, raw_body, base)
+        return _answer(
+            account, op, raw_body, base, page_cursor, page_size, refuse_future, now or dt.datetime.now(UTC)
+        )
     except ReportError as exc:
-        raise ApiError(400, "invalid", "Invalid input.", str(exc), {"pointer": exc.pointer}) from None
+        raise ApiError(400, "invalid", "Invalid input.", str(exc), exc.source) from None
 
 
-def _answer(account: Account, op, raw_body: bytes, base: str) -> dict:
+def _answer(
+    account: Account,
+    op,
+    raw_body: bytes,
+    base: str,
+    page_cursor: str | None,
+    page_size: int | None,
+    refuse_future: bool,
+    now: dt.datetime,
+) -> dict:
     report_type, family, series = REPORTS[op.operation_id]
     try:
         body = json.loads(raw_body or b"null")
@@ -272,7 +339,14 @@ def _answer(account: Account, op, raw_body: bytes, base: str) -> dict:
             raise ReportError(
                 f"'{s}' is not a valid statistic for this report.", "/data/attributes/statistics"
             )
-    start, end = _timeframe(attrs.get("timeframe"), dt.datetime.now(UTC))
+    start, end, explicit = _timeframe(attrs.get("timeframe"), now, account.zone)
+    if refuse_future and explicit and end > now:
+        raise ReportError(
+            "The timeframe end cannot be in the future "
+            f"(it is {end.isoformat()} in the account's time zone {account.timezone}).",
+            "/data/attributes/timeframe/end",
+        )
+    first_day, last_day = _timeframe_days(start, end)
     if family in ("campaign", "flow"):
         metric_id = attrs.get("conversion_metric_id")
         if not metric_id:
@@ -295,20 +369,30 @@ def _answer(account: Account, op, raw_body: bytes, base: str) -> dict:
             raise ReportError(
                 f"The simulator only serves 'daily' series, not '{interval}'.", "/data/attributes/interval"
             )
-        if (end.date() - start.date()).days + 1 > INTERVAL_LIMITS[interval]:
+        if (last_day - first_day).days + 1 > INTERVAL_LIMITS[interval]:
             raise ReportError(
                 f"The timeframe is too long for interval '{interval}' (max {INTERVAL_LIMITS[interval]} days).",
                 "/data/attributes/timeframe",
             )
-    days = _days(start.date(), end.date())
+    days = _days(first_day, last_day)
     if family == "segment":
         days = [d for d in days if d >= SEGMENT_DATA_START]
     results = _results(account, family, series, stats, days, attrs)
+    self_link, next_link = f"{base}{op.path}", None
+    if page_size and "page_cursor" in op.params:
+        fingerprint = _h(account.seed, account.account_id, json.dumps(data, sort_keys=True))
+        offset = 0 if page_cursor is None else _read_cursor(page_cursor, fingerprint)
+        if page_cursor is not None:
+            self_link += f"?page_cursor={quote(page_cursor, safe='')}"
+        if offset + page_size < len(results):
+            next_link = f"{base}{op.path}?page_cursor={_make_cursor(offset + page_size, fingerprint)}"
+        results = results[offset : offset + page_size]
     attributes: dict[str, Any] = {"results": results}
     if series:
+        # Local midnights written with the local offset: a day that crosses a DST change is one bucket.
         attributes = {
             "results": results,
-            "date_times": [dt.datetime.combine(d, dt.time(), UTC).isoformat() for d in days],
+            "date_times": [dt.datetime.combine(d, dt.time(), account.zone).isoformat() for d in days],
         }
     doc: dict[str, Any] = {
         "type": report_type,
@@ -328,7 +412,40 @@ def _answer(account: Account, op, raw_body: bytes, base: str) -> dict:
                 "data": [{"type": "flow-message", "id": r["groupings"]["flow_message_id"]} for r in results]
             },
         }
-    return {"data": doc, "links": {"self": f"{base}{op.path}"}}
+    links = {"self": self_link}
+    if next_link:
+        links["next"] = next_link
+    return {"data": doc, "links": links}
+
+
+def _signature(offset: int, fingerprint: int) -> int:
+    return mix64(fingerprint ^ mix64(offset)) & 0xFFFFFFFF
+
+
+def _make_cursor(offset: int, fingerprint: int) -> str:
+    text = f"report::{offset}::{fingerprint:x}::{_signature(offset, fingerprint):x}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _read_cursor(raw: str, fingerprint: int) -> int:
+    """The offset a cursor points at; a cursor made for another request body (or garbage) is refused."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        kind, offset_text, made_for, signature = text.split("::")
+        offset = int(offset_text)
+        valid = (
+            kind == "report" and offset > 0 and int(signature, 16) == _signature(offset, int(made_for, 16))
+        )
+    except (ValueError, UnicodeDecodeError):
+        valid = False
+    if not valid:
+        raise ReportError("Invalid page cursor.", parameter="page_cursor")
+    if int(made_for, 16) != fingerprint:
+        raise ReportError(
+            "The page cursor does not belong to this request: send the same body as for the first page.",
+            parameter="page_cursor",
+        )
+    return offset
 
 
 def _results(
@@ -378,18 +495,18 @@ def _results(
             results.append({"groupings": groupings, "statistics": statistics})
     else:
         wanted = _entity_filter(attrs.get("filter"), "campaign_id")
-        first, last = (days[0], days[-1]) if days else (None, None)
-        for camp in sorted(account.campaigns, key=lambda r: r.id):
-            send = camp.attributes.get("send_time")
-            if not send or (wanted is not None and camp.id not in wanted):
+        with account.lock:
+            campaigns = sorted(account.campaigns, key=lambda r: r.id)
+        for camp in campaigns:
+            if wanted is not None and camp.id not in wanted:
                 continue
-            sent_on = parse_time(send).date()
-            if first is None or not (first <= sent_on <= last):
+            # Per send day; only the send days inside the timeframe count (a partial send gives a partial sum).
+            counts = campaign_counts(account, camp.id, days)
+            if counts is None:
                 continue
             channel = {"mobile_push": "push-notification"}.get(
                 camp.internal["messages.channel"], camp.internal["messages.channel"]
             )
-            counts = message_counts(account, "campaign", camp.id, sent_on)
             groupings = {
                 "campaign_id": camp.id,
                 "campaign_message_id": camp.relationships["campaign-messages"][0][1],

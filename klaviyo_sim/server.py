@@ -26,11 +26,11 @@ from klaviyo_sim.spec import Operation, match
 
 UTC = dt.UTC
 JSONAPI = "application/vnd.api+json"
-# Parameters whose own (stricter) limit stacks on the endpoint's, per Klaviyo's rate-limit docs.
+# Parameters whose own (stricter) limit stacks on the endpoint's, per Klaviyo's rate-limit docs. The limits the
+# operations' descriptions state are read from the spec (Operation.param_limits: profile_count on a list or
+# segment, predictive_analytics on the profiles list, include=lists|segments on a profile); this adds the one
+# the docs give without the spec repeating it: predictive_analytics on a single profile.
 PARAM_TIERS = {
-    ("get_segment", "additional-fields[segment]", "profile_count"): (1, 15),
-    ("get_list", "additional-fields[list]", "profile_count"): (1, 15),
-    ("get_profiles", "additional-fields[profile]", "predictive_analytics"): (10, 150),
     ("get_profile", "additional-fields[profile]", "predictive_analytics"): (10, 150),
 }
 
@@ -103,8 +103,14 @@ class Faults:
             roll -= rate
         return None
 
+    KINDS = frozenset({"429", "503", "slow", "cut", "504html", "badjson", "403html", "badrow"})
+
     def queue(self, *faults: str | None) -> None:
-        """Answer the next requests with these, in order: 429, 503, slow, cut, 504html, badjson, 403html, or None."""
+        """Answer the next requests with these, in order: 429, 503, slow, cut, 504html, badjson, 403html,
+        badrow (a report whose first result lacks its first grouping), or None."""
+        unknown = {f for f in faults if f is not None and f not in self.KINDS}
+        if unknown:
+            raise ValueError(f"unknown faults: {sorted(unknown)}")
         with self.lock:
             self.script.extend(faults)
 
@@ -150,19 +156,23 @@ class RateLimiter:
             headers: dict[str, str] = {}
             if not self.enabled:
                 return headers  # no limits, nothing to describe
-            for idx, (name, _burst, steady, daily) in enumerate(buckets):
+            tightest = None
+            for name, _burst, steady, daily in buckets:
                 for width in (burst_w, steady_w):
                     key = (account, name, width, math.floor(now / width))
                     self.counters[key] = self.counters.get(key, 0) + 1
                 if daily is not None:
                     key = (account, name, "day", day)
                     self.counters[key] = self.counters.get(key, 0) + 1
-                if idx == 0:
-                    slot = math.floor(now / steady_w)
-                    used = self.counters[(account, name, steady_w, slot)]
+                # The headers describe the steady window of the tightest bucket (the endpoint's, or a stricter
+                # parameter's such as predictive_analytics): the one a client must pace itself by.
+                slot = math.floor(now / steady_w)
+                remaining = max(0, steady - self.counters[(account, name, steady_w, slot)])
+                if tightest is None or remaining < tightest[1]:
+                    tightest = (steady, remaining)
                     headers = {
                         "RateLimit-Limit": str(steady),
-                        "RateLimit-Remaining": str(max(0, steady - used)),
+                        "RateLimit-Remaining": str(remaining),
                         "RateLimit-Reset": str(max(0, math.ceil((slot + 1) * steady_w - now))),
                     }
             if len(self.counters) > 50_000:
@@ -183,6 +193,7 @@ class RequestRecord:
     status: int
     at: float
     operation: str | None
+    account: str | None = None  # the account id the request's key reads
 
 
 class Simulator:
@@ -198,12 +209,24 @@ class Simulator:
         api_keys: set[str] | None = None,
         restricted_keys: set[str] | None = None,
         faults: Faults | None = None,
+        key_scopes: dict[str, set[str]] | None = None,
+        report_page_size: int | None = 10,
+        refuse_future_timeframes: bool = True,
+        accounts: dict[str, Account] | None = None,
     ):
         self.account = account or Account()
+        # Several accounts, one per key (own data, time zone, rate limits); other keys read `account`.
+        self.accounts: dict[str, Account] = dict(accounts or {})
         self.limiter = RateLimiter(time_scale, rate_limits)
         self.api_keys = api_keys
         self.restricted_keys = restricted_keys or set()
+        # A key listed here has exactly these scopes; other keys have every scope.
+        self.key_scopes: dict[str, set[str]] = {k: set(v) for k, v in (key_scopes or {}).items()}
+        self.revoked_keys: set[str] = set()
+        self.report_page_size = report_page_size
+        self.refuse_future_timeframes = refuse_future_timeframes
         self.faults = faults or Faults()
+        self.lock = threading.Lock()
         self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=200_000)
         self.client_errors: list[tuple[int, str, str]] = []
         handler = type("Handler", (_Handler,), {"sim": self})
@@ -239,6 +262,28 @@ class Simulator:
     def calls(self, operation: str | None = None) -> list[RequestRecord]:
         return [r for r in list(self.requests) if operation is None or r.operation == operation]
 
+    def account_for(self, key: str | None) -> Account:
+        """The account a key reads: its own from `accounts`, else the default one."""
+        return self.accounts.get(key, self.account) if key is not None else self.account
+
+    def set_scopes(self, key: str, scopes: set[str] | None) -> None:
+        """Give a key exactly these scopes from its next request on (None: every scope again)."""
+        with self.lock:
+            if scopes is None:
+                self.key_scopes.pop(key, None)
+            else:
+                self.key_scopes[key] = set(scopes)
+
+    def revoke_key(self, key: str, revoked: bool = True) -> None:
+        """Revoke a key (its next requests get 401, as a deleted private key does), or restore it."""
+        with self.lock:
+            (self.revoked_keys.add if revoked else self.revoked_keys.discard)(key)
+
+    def missing_scopes(self, key: str, operation: Operation) -> list[str]:
+        with self.lock:
+            have = self.key_scopes.get(key)
+        return [] if have is None else sorted(set(operation.scopes) - have)
+
 
 class _Handler(BaseHTTPRequestHandler):
     sim: Simulator
@@ -264,7 +309,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._recorded = True
             method, split, operation = self._request_info
             self.sim.requests.append(
-                RequestRecord(method, split.path, split.query, status, time.time(), operation)
+                RequestRecord(
+                    method, split.path, split.query, status, time.time(), operation, self._account_id
+                )
             )
 
     def _send(
@@ -289,6 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, operation = 500, None
         self._recorded = False
         self._request_info = (method, split, None)
+        self._account_id: str | None = None
         try:
             length = int(self.headers.get("Content-Length") or 0)
             raw_body = self.rfile.read(length) if length else b""
@@ -301,7 +349,17 @@ class _Handler(BaseHTTPRequestHandler):
             op, item_id = found
             operation = op.operation_id
             self._request_info = (method, split, operation)
-            account = self._authenticate()
+            key, account = self._authenticate()
+            self._account_id = account.account_id
+            missing = sim.missing_scopes(key, op)
+            if missing:
+                raise ApiError(
+                    403,
+                    "permission_denied",
+                    "You do not have permission to perform this action.",
+                    f"This API key is missing required scopes: {', '.join(missing)}.",
+                    {"pointer": "/data/"},
+                )
             revision = self.headers.get("revision")
             if not revision:
                 raise invalid("The 'revision' header is required.", parameter="revision")
@@ -312,16 +370,35 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             query = parse_qsl(split.query, keep_blank_values=True)
             params = _params(query, op)
+            tiers = {
+                (param, value): limits
+                for (op_id, param, value), limits in PARAM_TIERS.items()
+                if op_id == op.operation_id
+            } | op.param_limits
             buckets = [(op.operation_id, op.burst, op.steady, op.daily)]
-            for (op_id, param, value), (burst, steady) in PARAM_TIERS.items():
-                if op_id == op.operation_id and value in params.get(param, "").split(","):
-                    buckets.append((f"{op_id}:{value}", burst, steady, None))
-            limit_headers = sim.limiter.check(buckets, account)
+            for (param, value), (burst, steady) in sorted(tiers.items()):
+                if value in params.get(param, "").split(","):
+                    buckets.append((f"{op.operation_id}:{value}", burst, steady, None))
+            # Each account has its own windows (two Account objects are two accounts, even on one seed).
+            limit_headers = sim.limiter.check(buckets, f"{account.account_id}@{id(account):x}")
             fault = sim.faults.next_fault(op.operation_id)
             if fault and self._fault(fault):
                 status = {"429": 429, "503": 503, "504html": 504, "403html": 403}.get(fault, 200)
                 return
-            payload = _dispatch(sim.account, op, item_id, params, query, raw_body, self._base())
+            if op.method == "post":
+                payload = reports.answer(
+                    account,
+                    op,
+                    raw_body,
+                    self._base(),
+                    page_cursor=params.get("page_cursor"),
+                    page_size=sim.report_page_size,
+                    refuse_future=sim.refuse_future_timeframes,
+                )
+            else:
+                payload = _dispatch(account, op, item_id, params, query, raw_body, self._base())
+            if fault == "badrow":
+                _break_first_result(payload)
             self._json(200, payload, limit_headers)
             status = 200
         except ApiError as err:
@@ -343,13 +420,14 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         return f"http://{host}"
 
-    def _authenticate(self) -> str:
+    def _authenticate(self) -> tuple[str, Account]:
         auth = self.headers.get("Authorization", "")
         scheme, _, key = auth.partition(" ")
         if (
             scheme != "Klaviyo-API-Key"
             or not key.startswith("pk_")
             or (self.sim.api_keys is not None and key not in self.sim.api_keys)
+            or key in self.sim.revoked_keys
         ):
             raise ApiError(
                 401,
@@ -366,12 +444,15 @@ class _Handler(BaseHTTPRequestHandler):
                 "This API key is missing required scopes.",
                 {"pointer": "/data/"},
             )
-        return self.sim.account.account_id
+        return key, self.sim.account_for(key)
 
     def _fault(self, fault: str) -> bool:
-        """Answer with a fault; returns False when the request should go on normally (slow)."""
+        """Answer with a fault; returns False when the request should go on (slow; badrow, which breaks the
+        answer)."""
         if fault == "slow":
             time.sleep(self.sim.faults.slow_seconds)
+            return False
+        if fault == "badrow":
             return False
         if fault == "429":
             err = ApiError(
@@ -415,9 +496,14 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _admin(self, split, raw_body: bytes) -> int:
-        """Mutation hooks over HTTP for a simulator run as its own process: POST /_sim/touch?type=flow&n=3."""
-        args = dict(parse_qsl(split.query))
-        acct = self.sim.account
+        """Hooks over HTTP for a simulator run as its own process: POST /_sim/touch?type=flow&n=3.
+
+        `key=` picks the account a key reads (default: the default account); /_sim/scopes and /_sim/revoke
+        act on that key: /_sim/scopes?key=K&scopes=flows:read,events:read (`scopes=*`: every scope again),
+        /_sim/revoke?key=K (`restore=1` undoes it)."""
+        args = dict(parse_qsl(split.query, keep_blank_values=True))
+        key = args.get("key")
+        acct = self.sim.account_for(key)
         if split.path == "/_sim/touch":
             ids = acct.touch(args["type"], int(args.get("n", 1)))
         elif split.path == "/_sim/delete":
@@ -428,11 +514,33 @@ class _Handler(BaseHTTPRequestHandler):
             ids = [args["id"]]
         elif split.path == "/_sim/account":
             ids = [acct.account_id]
+        elif split.path == "/_sim/import_events":
+            ids = acct.import_events(int(args.get("n", 1)), float(args.get("days_ago", 1)))
+        elif split.path in ("/_sim/scopes", "/_sim/revoke") and not key:
+            self._json(400, {"errors": [{"detail": "key= is required"}]})
+            return 400
+        elif split.path == "/_sim/scopes":
+            raw = args.get("scopes", "")
+            scopes = None if raw == "*" else {s for s in raw.split(",") if s}
+            self.sim.set_scopes(key, scopes)
+            ids = [acct.account_id]
+        elif split.path == "/_sim/revoke":
+            self.sim.revoke_key(key, revoked=args.get("restore") not in ("1", "true"))
+            ids = [acct.account_id]
         else:
             self._json(404, {"errors": [{"detail": "unknown admin path"}]})
             return 404
         self._json(200, {"ids": ids})
         return 200
+
+
+def _break_first_result(payload: dict) -> None:
+    """The `badrow` fault: a report's first result loses its first grouping (its entity id)."""
+    data = payload.get("data")
+    results = data.get("attributes", {}).get("results") if isinstance(data, dict) else None
+    if results:
+        groupings = results[0]["groupings"]
+        groupings.pop(next(iter(groupings)), None)
 
 
 def _valid_revision(revision: str) -> bool:
@@ -495,7 +603,7 @@ def _dispatch(
     base: str,
 ) -> dict:
     if op.method == "post":
-        return reports.answer(account, op, raw_body, base)
+        return reports.answer(account, op, raw_body, base)  # the handler passes the simulator's options
     if op.operation_id == "get_accounts":
         return _accounts(account, base)
     if op.operation_id == "get_messages_for_campaign":
@@ -605,7 +713,7 @@ def _accounts(account: Account, base: str) -> dict:
                         },
                     },
                     "industry": "Retail",
-                    "timezone": "UTC",
+                    "timezone": account.timezone,
                     "preferred_currency": "USD",
                     "public_api_key": "SiMuL8",
                     "locale": "en-US",
@@ -727,18 +835,48 @@ def _time_bounds(conditions: list[Condition], field_name: str) -> tuple[float, f
 def _events_page(
     account: Account, conditions: list[Condition], sort: str | None, cursor: Any, size: int
 ) -> tuple[list[int], Any]:
+    """A page of events in datetime order: the seeded ones (computed from their index, a window found by
+    bisection) merged with the few imported late. Positions are (timestamp, 0 seeded | 1 imported, index)."""
+    for c in conditions:
+        if c.field == "metric_id" and not any(m.id == c.value for m in account.metrics):
+            raise invalid(
+                f"'{c.value}' is not a metric of this account: the metric_id filter takes the id of a metric "
+                "from /api/metrics (custom metrics are not supported).",
+                parameter="filter",
+            )
     n = account.total_events
     lo_i, hi_i = 0, n
+    bounds = []
     for name in ("datetime", "timestamp"):
         lo, hi, lo_strict, hi_strict = _time_bounds(conditions, name)
+        bounds.append((lo, hi, lo_strict, hi_strict))
         if lo > -math.inf:
             lo_i = max(lo_i, account.event_index_at(math.floor(lo) + 1 if lo_strict else math.ceil(lo)))
         if hi < math.inf:
             hi_i = min(hi_i, account.event_index_at(math.ceil(hi) if hi_strict else math.floor(hi) + 1))
+
+    def in_window(ts: int) -> bool:
+        return all(
+            (ts > lo if lo_s else ts >= lo) and (ts < hi if hi_s else ts <= hi)
+            for lo, hi, lo_s, hi_s in bounds
+        )
+
+    imported = [k for k in account.imported_keys() if in_window(k[0])]
     others = [c for c in conditions if c.field not in ("datetime", "timestamp")]
     reverse = bool(sort and sort.startswith("-"))
+    if cursor is not None:
+        try:
+            if isinstance(cursor, int):  # a position among the seeded events alone
+                if not 0 <= cursor < n:
+                    raise ValueError(cursor)
+                cursor = (account.event_timestamp(cursor), 0, cursor)
+            else:
+                cursor = (int(cursor[0]), int(cursor[1]), int(cursor[2]))
+        except (TypeError, ValueError, IndexError):
+            raise invalid("Invalid page cursor.", parameter="page[cursor]") from None
 
-    def keep(i: int) -> bool:
+    def keep(key: tuple[int, int, int]) -> bool:
+        i = key[2]
         for c in others:
             if c.field == "metric_id" and not matches(c, account.event_metric_id(i)):
                 return False
@@ -746,19 +884,34 @@ def _events_page(
                 return False
         return True
 
+    def seeded(indices: range) -> Iterator[tuple[int, int, int]]:
+        return ((account.event_timestamp(i), 0, i) for i in indices)
+
     if reverse:
-        start = hi_i - 1 if cursor is None else cursor - 1
-        indices: Iterator[int] = iter(range(start, lo_i - 1, -1))
+        start = hi_i - 1
+        if cursor is not None:
+            ts, src, idx = cursor
+            start = min(start, idx - 1 if src == 0 else account.event_index_at(ts + 1) - 1)
+            imported = [k for k in imported if k < cursor]
+        keys: Iterator[tuple[int, int, int]] = seeded(range(start, lo_i - 1, -1))
+        if imported:
+            keys = heapq.merge(keys, reversed(imported), reverse=True)
     else:
-        start = lo_i if cursor is None else cursor + 1
-        indices = iter(range(start, hi_i))
-    page = _take(indices, keep, size + 1)
+        start = lo_i
+        if cursor is not None:
+            ts, src, idx = cursor
+            start = max(start, idx + 1 if src == 0 else account.event_index_at(ts + 1))
+            imported = [k for k in imported if k > cursor]
+        keys = seeded(range(start, hi_i))
+        if imported:
+            keys = heapq.merge(keys, imported)
+    page = _take(keys, keep, size + 1)
     has_more = len(page) > size
     page = page[:size]
-    return page, (page[-1] if has_more else None)
+    return [k[2] for k in page], (list(page[-1]) if has_more else None)
 
 
-def _take(indices: Iterator[int], keep: Callable[[int], bool], k: int) -> list[int]:
+def _take(indices: Iterator[Any], keep: Callable[[Any], bool], k: int) -> list[Any]:
     out = []
     for i in indices:
         if keep(i):
@@ -985,7 +1138,8 @@ class Renderer:
         for rel in ("campaign", "template", "image"):
             body: dict[str, Any] = {"links": self._links("campaign-message", r.id, rel)}
             linked = r.relationships.get(rel)
-            if linked:
+            omitted = rel == "template" and r.internal.get("omit_template_data") and rel not in self.include
+            if linked and not omitted:
                 body["data"] = {"type": linked[0][0], "id": linked[0][1]}
             relationships[rel] = body
         return {
@@ -1000,7 +1154,7 @@ class Renderer:
         attrs, metric_id, profile_id = self.account.event(i)
         eid = self.account.event_id(i)
         base = self.base
-        out = {
+        out: dict[str, Any] = {
             "type": "event",
             "id": eid,
             "attributes": self._sparse("event", attrs),
@@ -1029,6 +1183,11 @@ class Renderer:
             },
             "links": {"self": f"{base}/api/events/{eid}/"},
         }
+        if self.account.event_omits_relationship_data(i):
+            # Linkage is optional in the spec: only links, unless the relationship was asked for with include=.
+            for rel in ("metric", "profile"):
+                if rel not in self.include:
+                    del out["relationships"][rel]["data"]
         if "metric" in self.include and ("metric", metric_id) not in self.included:
             self.included[("metric", metric_id)] = self._resource(self.account.by_id[("metric", metric_id)])
         if "profile" in self.include and ("profile", profile_id) not in self.included:

@@ -42,6 +42,12 @@ class Operation:
     steady: int
     daily: int | None
     document: dict = field(repr=False, compare=False, hash=False)
+    # The scopes a key needs (`x-klaviyo-scopes`), and the stricter limits some parameter values add, as the
+    # operation's description states them: {(parameter, value): (burst, steady)}.
+    scopes: tuple[str, ...] = ()
+    param_limits: dict[tuple[str, str], tuple[int, int]] = field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     @property
     def response_schema_name(self) -> str | None:
@@ -53,6 +59,24 @@ class Operation:
 
 def _rate(value: str | None) -> int | None:
     return int(value.split("/")[0]) if value else None
+
+
+# "Rate limits when using the `additional-fields[profile]=predictive_analytics` parameter in your API request:
+# <br>Burst: `10/s`<br>Steady: `150/m`" (operation descriptions).
+_PARAM_LIMIT = re.compile(
+    r"Rate limits when using the `([^=`]+)=([^`]+)` parameter in your API request:"
+    r"<br>Burst: `(\d+)/s`<br>Steady: `(\d+)/m`"
+)
+
+
+def _param_limits(description: str, params: dict) -> dict[tuple[str, str], tuple[int, int]]:
+    out = {}
+    for name, value, burst, steady in _PARAM_LIMIT.findall(description or ""):
+        allowed = params.get(name, {}).get("schema", {}).get("items", {}).get("enum", [])
+        if value not in allowed and f"{value}s" in allowed:
+            value = f"{value}s"  # the text says `include=list` where the parameter's value is `lists`
+        out[(name, value)] = (int(burst), int(steady))
+    return out
 
 
 def _load(path: Path) -> list[Operation]:
@@ -107,6 +131,8 @@ def _load(path: Path) -> list[Operation]:
                     steady=_rate(limits.get("steady")) or 1,
                     daily=_rate(limits.get("daily")),
                     document=doc,
+                    scopes=tuple(op.get("x-klaviyo-scopes") or ()),
+                    param_limits=_param_limits(op.get("description", ""), params),
                 )
             )
     return out
