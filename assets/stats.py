@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.partitions import daily_partitions
-from assets.statistics import StatsOutcome, StatsRequest, load_statistics
+from assets.report_loading import StatsOutcome, StatsRequest, load_statistics
 from resources import settings
 from resources.calendar import AccountCalendar
 from resources.klaviyo import KlaviyoApiError, KlaviyoResource

@@ -94,3 +94,29 @@ def scratch_warehouse(name: str):
     wh = Warehouse(url=url, schema_name=name)
     wh.migrate()
     return wh
+
+
+def copy_frame(warehouse, conn, table: str, frame) -> int:
+    """A plain COPY of a frame into a table (no stage, no merge): the benchmarks' baseline."""
+    warehouse._copy_rows(conn, table, warehouse.table(table, conn), frame)
+    return len(frame)
+
+
+def unlimited_budget():
+    """A rate budget that never waits: only for a simulator with its limits off (never for Klaviyo)."""
+    from resources.ratelimit import RateBudget
+
+    class UnlimitedBudget(RateBudget):
+        def __init__(self) -> None:
+            pass
+
+        def acquire(self, bucket, tier) -> float:
+            return 0.0
+
+        def block(self, bucket, seconds) -> None:
+            pass
+
+        def observe(self, bucket, remaining, reset_seconds) -> None:
+            pass
+
+    return UnlimitedBudget()

@@ -14,7 +14,16 @@ import time
 
 import psutil
 import requests
-from _common import BENCH_KEY, HEADERS, PeakRSS, mb, scratch_warehouse, simulator_process
+from _common import (
+    BENCH_KEY,
+    HEADERS,
+    PeakRSS,
+    copy_frame,
+    mb,
+    scratch_warehouse,
+    simulator_process,
+    unlimited_budget,
+)
 from sqlalchemy import text
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))
@@ -44,7 +53,6 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
     from assets.transform import TRANSFORMS
     from resources.catalogue import CATALOGUE, ENDPOINTS
     from resources.klaviyo import KlaviyoClient
-    from resources.ratelimit import UnlimitedBudget
 
     plan = CATALOGUE[entity]
     endpoint = ENDPOINTS[entity]
@@ -72,7 +80,7 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
 
         # The simulator's limits are off; so is the client's budget, or Klaviyo's L tier (700 requests/min) would
         # cap profiles at ~1,170 rows/s and the figure would measure the quota, not the pipeline.
-        client = MarkingClient(BENCH_KEY, base_url=url, budget=UnlimitedBudget())
+        client = MarkingClient(BENCH_KEY, base_url=url, budget=unlimited_budget())
         began = time.perf_counter()
         with PeakRSS(me) as peak:
             # A backfill from the account's first day through today, as a range run would ask for it.
@@ -84,7 +92,7 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
         # (b): transform + load on pages already in memory, against a plain COPY of the same rows.
         pages = []
         fetched = 0
-        for page in KlaviyoClient(BENCH_KEY, base_url=url, budget=UnlimitedBudget()).list_window(entity):
+        for page in KlaviyoClient(BENCH_KEY, base_url=url, budget=unlimited_budget()).list_window(entity):
             pages.append(page.records)
             fetched += len(page.records)
             if fetched >= STAGE_ROWS:
@@ -115,7 +123,7 @@ def measure(entity: str, total: int, sim_args: list[str]) -> None:
         began = time.perf_counter()
         for frame in frames:
             with wh.transaction() as conn:
-                wh.copy_frame(conn, f"plain_{entity}", frame)
+                copy_frame(wh, conn, f"plain_{entity}", frame)
         rounds.append((stage_s, time.perf_counter() - began))
     stage_s = statistics.median(r[0] for r in rounds)
     copy_s = statistics.median(r[1] for r in rounds)

@@ -19,7 +19,7 @@ from sqlalchemy import text  # noqa: E402
 
 
 def main() -> None:
-    from assets.statistics import StatsRequest, plan
+    from assets.report_loading import StatsRequest, plan
     from assets.stats import entity_summaries, klaviyo_stats
     from assets.sync import SyncRequest, sync_entity
     from pipelines.jobs import stats_job

@@ -16,7 +16,7 @@ import statistics
 import time
 
 import pandas as pd
-from _common import scratch_warehouse
+from _common import copy_frame, scratch_warehouse
 from sqlalchemy import text
 
 from resources import warehouse as warehouse_module
@@ -65,7 +65,7 @@ def one_round(existing: pd.DataFrame, incoming: pd.DataFrame) -> tuple[float, fl
 
     began = time.perf_counter()
     with wh.transaction() as conn:
-        wh.copy_frame(conn, "plain_copy", incoming)
+        copy_frame(wh, conn, "plain_copy", incoming)
     copy_s = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -85,7 +85,7 @@ def breakdown(existing: pd.DataFrame, incoming: pd.DataFrame) -> None:
     columns = ", ".join(incoming.columns)
     began = time.perf_counter()
     with wh.transaction() as conn:
-        wh.copy_frame(conn, "plain_copy", incoming)
+        copy_frame(wh, conn, "plain_copy", incoming)
     plain_s = time.perf_counter() - began
     with wh.transaction() as conn:
         target = wh.table("klaviyo_segments", conn)

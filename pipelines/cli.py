@@ -161,7 +161,7 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
     import datetime as dt
 
     with prepared() as env:
-        from assets.statistics import StatsRequest, plan
+        from assets.report_loading import StatsRequest, plan
         from resources import settings
         from resources.klaviyo import KlaviyoResource
         from resources.reports import FAMILIES

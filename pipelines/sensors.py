@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from assets.partitions import daily_partitions
-from assets.statistics import StatsRequest, plan
+from assets.report_loading import StatsRequest, plan
 from assets.stats import StatsConfig
 from assets.transform import INCLUDED_SHAPES
 from pipelines.jobs import entity_jobs, stats_job

@@ -118,19 +118,3 @@ class RateBudget:
         """Use the server's RateLimit-* headers: when the steady window is spent, wait for its reset."""
         if remaining is not None and reset_seconds is not None and remaining <= 0:
             self.block(bucket, reset_seconds)
-
-
-class UnlimitedBudget(RateBudget):
-    """No budget at all: only for benchmarks against a simulator with its limits off (never for Klaviyo)."""
-
-    def __init__(self) -> None:
-        pass
-
-    def acquire(self, bucket: str, tier: Tier) -> float:
-        return 0.0
-
-    def block(self, bucket: str, seconds: float) -> None:
-        pass
-
-    def observe(self, bucket: str, remaining: int | None, reset_seconds: float | None) -> None:
-        pass

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from assets.entities import entity_assets
-from assets.statistics import StatsRequest, load_statistics
+from assets.report_loading import StatsRequest, load_statistics
 from assets.stats import STATS_KEYS, entity_summaries, klaviyo_stats
 from assets.sync import SyncRequest, sync_entity
 from klaviyo_sim.reports import (

@@ -334,11 +334,6 @@ class Warehouse(dg.ConfigurableResource):
             self._partitioned[table] = kind == "p"
         return self._partitioned[table]
 
-    def copy_frame(self, conn: Connection, table: str, frame: pd.DataFrame) -> int:
-        """Plain COPY of a frame into a table (no merge); returns the row count."""
-        self._copy_rows(conn, table, self.table(table, conn), frame)
-        return len(frame)
-
     @staticmethod
     def _copy_rows(conn: Connection, table: str, target: Table, frame: pd.DataFrame) -> None:
         raw = conn.connection.driver_connection

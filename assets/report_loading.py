@@ -1,4 +1,4 @@
-"""Loading report statistics: plan the calls for a range of the account's days, spend the shared quota on them
+"""Loading report statistics (no Dagster; the assets are in assets/stats.py): plan the calls for a range of the account's days, spend the shared quota on them
 in order (one request a page), upsert each whole response in its own transaction with the days it covered,
 defer what does not fit."""
 
