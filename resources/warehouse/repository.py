@@ -79,14 +79,18 @@ class Repository:
             return conn.execute(query).scalar_one()
 
     # -- writes ----------------------------------------------------------------------------------
-    def _encode(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    def _checked(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The record with the repository's account, refused when it names a column the table lacks."""
         values = dict(record)
         if self.account_id is not None:
             values.setdefault("account_id", self.account_id)
         unknown = [k for k in values if k not in self.table.c]
         if unknown:
             raise WarehouseError(f"{self.name}: no such columns {unknown} (record id {values.get('id')!r})")
-        return {k: _encode_value(self.table.c[k].type, v) for k, v in values.items()}
+        return values
+
+    def _encode(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: _encode_value(self.table.c[k].type, v) for k, v in self._checked(record).items()}
 
     def create(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Insert one record; fails if it exists."""
@@ -112,12 +116,7 @@ class Repository:
     def create_or_update(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Insert, or update through the pipeline's one guarded merge (`Warehouse.upsert_frame`): a row is written
         when it is new, newer (`updated_date`), or equally new with other content; an older copy never wins."""
-        values = dict(record)
-        if self.account_id is not None:
-            values.setdefault("account_id", self.account_id)
-        unknown = [k for k in values if k not in self.table.c]
-        if unknown:
-            raise WarehouseError(f"{self.name}: no such columns {unknown} (record id {values.get('id')!r})")
+        values = self._checked(record)
         frame = pd.DataFrame([values])
         for name, column in self.table.c.items():
             if name in frame and isinstance(column.type, DateTime) and frame[name].notna().any():
