@@ -61,23 +61,88 @@ def summary(warehouse_url: str) -> list[tuple]:
     return rows
 
 
+class UsageError(Exception):
+    """Input the command refuses before it starts anything: said in one line, exit status 2."""
+
+
+def partition_range(start: str | None, end: str | None) -> tuple[str, str]:
+    """The --start/--end days of a sync, checked against the daily partitions (KLAVIYO_START_DATE to today)."""
+    import datetime as dt
+
+    from resources import settings
+
+    first = dt.date.fromisoformat(settings.start_date())
+    last = dt.datetime.now(dt.UTC).date()  # the live partition
+    days = {}
+    for flag, value in (("--start", start), ("--end", end)):
+        if value is None:
+            continue
+        try:
+            days[flag] = dt.date.fromisoformat(value)
+        except ValueError:
+            raise UsageError(
+                f"{flag} {value!r} is not a date: give YYYY-MM-DD, from {first} to {last}"
+            ) from None
+    for flag, day in days.items():
+        if not first <= day <= last:
+            raise UsageError(
+                f"{flag} {day} is outside the partitions: from {first} (KLAVIYO_START_DATE) to {last} (today, UTC)"
+            )
+    lo, hi = days.get("--start", first), days.get("--end", last)
+    if lo > hi:
+        raise UsageError(f"--start {lo} is after --end {hi}: the range would be empty")
+    return lo.isoformat(), hi.isoformat()
+
+
+def _reachable_warehouse(url: str):
+    """The warehouse, migrated; a server that does not answer is a one-line error."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from resources.warehouse import Warehouse
+
+    warehouse = Warehouse(url=url)
+    try:
+        applied = warehouse.migrate()
+    except OperationalError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[-1] if exc.orig else "no answer"
+        raise UsageError(f"cannot reach the warehouse at {shown} (WAREHOUSE_URL): {reason}") from None
+    finally:
+        warehouse.dispose()
+    print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
+
+
+def _readable_account(base_url: str) -> None:
+    """The API key is accepted (one request); a refused key is a one-line error before any run starts."""
+    from resources import settings
+    from resources.klaviyo import KlaviyoApiError, KlaviyoClient
+
+    client = KlaviyoClient(
+        os.environ["KLAVIYO_API_KEY"], base_url=base_url, revision=settings.revision(),
+        rate_time_scale=settings.rate_time_scale(), max_attempts=3,
+    )  # fmt: skip
+    try:
+        account = client.account()
+    except KlaviyoApiError as exc:
+        if exc.unauthorized:
+            raise UsageError(str(exc)) from None
+        raise
+    finally:
+        client.close()
+    print(f"account: {account.id} (time zone {account.timezone})")
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    start, end = partition_range(args.start, args.end)
     with prepared() as env:
-        from resources.warehouse import Warehouse
+        _reachable_warehouse(env.warehouse_url)
+        _readable_account(env.klaviyo_base_url)
 
-        warehouse = Warehouse(url=env.warehouse_url)
-        applied = warehouse.migrate()
-        print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
-        warehouse.dispose()
-
-        from assets.partitions import daily_partitions
         from pipelines.definitions import defs
 
-        first = daily_partitions.get_first_partition_key()
-        last = daily_partitions.get_last_partition_key()
-        start, end = args.start or first, args.end or last
         entities = args.entity or [*ALL_ENTITIES, "stats"]
         selection = [dg.AssetKey(["klaviyo", e]) for e in entities if e != "stats"]
         if "stats" in entities:
@@ -275,7 +340,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args = parser.parse_args(["sync", *(argv or [])])
-    sys.exit(args.func(args))
+    try:
+        status = args.func(args)
+    except UsageError as exc:
+        print(f"klaviyo-pipeline {args.command or 'sync'}: {exc}", file=sys.stderr)
+        status = 2
+    sys.exit(status)
 
 
 if __name__ == "__main__":

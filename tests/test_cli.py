@@ -133,3 +133,61 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "klaviyo_pipeline" in done.stdout + done.stderr
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--start", "2026-13-01"), "--start '2026-13-01' is not a date: give YYYY-MM-DD, from "),
+        (("--start", "2026-11-10", "--end", "2026-11-01"), "--start 2026-11-10 is after --end 2026-11-01"),
+        (("--start", "2030-01-01"), "--start 2030-01-01 is outside the partitions: from "),
+        (("--end", "2019-01-01"), "--end 2019-01-01 is outside the partitions"),
+    ],
+)
+def test_bad_dates_are_one_line_errors_before_anything_starts(tmp_path, args, message):
+    env = {**_clean_env(tmp_path), "KLAVIYO_START_DATE": "2026-01-01"}
+    done = _cli(env, "sync", *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "state" / "pgdata").exists()  # nothing was started
+
+
+def test_an_unreachable_warehouse_is_a_one_line_error(tmp_path):
+    url = "postgresql+psycopg://postgres:secret@127.0.0.1:1/nowhere"
+    done = _cli(_clean_env(tmp_path, WAREHOUSE_URL=url, DAGSTER_PG_URL=url), "sync")
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert (
+        "\n" not in line
+        and "cannot reach the warehouse at postgresql+psycopg://postgres:***@127.0.0.1:1" in line
+    )
+    assert "Traceback" not in done.stderr and "secret" not in done.stdout + done.stderr
+
+
+def test_a_refused_key_is_a_one_line_error_before_the_run(tmp_path, fresh_databases, make_sim):
+    sim = make_sim(api_keys={"pk_" + "r" * 34})
+    warehouse, dagster = fresh_databases
+    env = _clean_env(
+        tmp_path,
+        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://", 1),
+        DAGSTER_PG_URL=dagster.replace("postgresql://", "postgresql+psycopg2://", 1),
+        KLAVIYO_API_KEY="pk_" + "w" * 34,
+        KLAVIYO_BASE_URL=sim.url,
+    )
+    done = _cli(env, "sync")
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    line = done.stderr.strip()
+    assert "\n" not in line and "answered 401" in line and "check KLAVIYO_API_KEY" in line
+    assert "Traceback" not in done.stderr and "pk_www" not in done.stdout + done.stderr
+    assert "syncing" not in done.stdout  # no run started
