@@ -8,6 +8,7 @@ from pydantic import Field
 
 from assets.partitions import daily_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
+from assets.table_metadata import table_metadata
 from resources import settings
 from resources.catalogue import CATALOGUE, SMALL_ENTITIES, VOLUME_ENTITIES
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
@@ -154,7 +155,7 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         ),
         pool="klaviyo_api",
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=entry.freshness),
-        metadata={"table": entry.table},
+        metadata={"table": entry.table, "dagster/table_name": entry.table},
     )
     def _asset(
         context: dg.AssetExecutionContext,
@@ -194,7 +195,12 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
                 for table, c in outcome.included.items()
             )
         )
-        return dg.MaterializeResult(metadata=_metadata(outcome, client.stats.as_metadata()))
+        return dg.MaterializeResult(
+            metadata={
+                **_metadata(outcome, client.stats.as_metadata()),
+                **table_metadata(warehouse, entry.table),
+            }
+        )
 
     return _asset
 

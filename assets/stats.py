@@ -9,6 +9,7 @@ from pydantic import Field
 
 from assets.partitions import daily_partitions
 from assets.report_loading import StatsOutcome, StatsRequest, load_statistics
+from assets.table_metadata import table_metadata
 from resources import settings
 from resources.calendar import AccountCalendar
 from resources.klaviyo import KlaviyoApiError, KlaviyoResource
@@ -82,7 +83,7 @@ SPECS = [
         kinds={"python", "postgres"},
         partitions_def=daily_partitions,
         automation_condition=_stats_condition(),
-        metadata={"table": FAMILIES[name].table},
+        metadata={"table": FAMILIES[name].table, "dagster/table_name": FAMILIES[name].table},
         skippable=True,
     )
     for name in STATS_KEYS
@@ -140,7 +141,8 @@ def klaviyo_stats(
         if family.deferred:
             deferred.append(name)
             continue  # not materialized: its days wait for the quota (the catch-up sensor asks again)
-        yield dg.MaterializeResult(asset_key=STATS_KEYS[name], metadata=_metadata(name, outcome, warehouse))
+        metadata = {**_metadata(name, outcome, warehouse), **table_metadata(warehouse, FAMILIES[name].table)}
+        yield dg.MaterializeResult(asset_key=STATS_KEYS[name], metadata=metadata)
     if deferred:
         context.log.warning(
             f"not materialized for lack of report quota: {', '.join(deferred)} "

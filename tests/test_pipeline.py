@@ -120,6 +120,11 @@ def test_a_partition_loads_exactly_the_records_of_its_window(sim, warehouse, ent
     meta = mat_metadata(result, entity)
     assert meta["rows_inserted"] == len(want) and meta["records_read"] == len(want)
     assert meta["api_calls"] >= 1 and "preview" in meta
+    # The table's columns with the migrations' comments, and its name, for the asset page.
+    columns = {c.name: c for c in meta["dagster/column_schema"].columns}
+    assert "updated_date" in columns and columns["updated_date"].description
+    assert columns["id"].constraints.nullable is False
+    assert meta["dagster/table_name"] == f"{warehouse.schema_name}.klaviyo_{entity}"
     assert sim.client_errors == []
 
     # A second run changes nothing.

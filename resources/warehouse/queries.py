@@ -263,3 +263,37 @@ def report_requests_on(conn: Connection, day: dt.date) -> int:
 
 def row_count(conn: Connection, table: str) -> int:
     return conn.execute(text(f"SELECT count(*) FROM {_ident(table)}")).scalar_one()
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    nullable: bool
+    comment: str | None
+
+
+def table_columns(conn: Connection, table: str) -> list[ColumnInfo]:
+    """A table's columns in order: type, nullability and the `COMMENT ON COLUMN` text (first in the search path)."""
+    rows = conn.execute(
+        text(
+            """SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable,
+                      col_description(a.attrelid, a.attnum) AS comment
+               FROM pg_attribute a
+               WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped
+               ORDER BY a.attnum"""
+        ),
+        {"t": _ident(table)},
+    ).all()
+    return [ColumnInfo(r.name, r.type, r.nullable, r.comment) for r in rows]
+
+
+def qualified_name(conn: Connection, table: str) -> str:
+    """schema.table of a table as the search path finds it."""
+    return conn.execute(
+        text(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = to_regclass(:t)"
+        ),
+        {"t": _ident(table)},
+    ).scalar_one()
