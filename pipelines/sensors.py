@@ -25,6 +25,12 @@ UTC = dt.UTC
 RETRY_AFTER_SECONDS = 1800  # re-request a change (or a bootstrap) still not loaded after this long
 
 
+def _skip(context: dg.SensorEvaluationContext, reason: str) -> dg.SkipReason:
+    """Skip the tick, saying why in the tick's log as well as in its skip reason."""
+    context.log.info(f"skipped: {reason}")
+    return dg.SkipReason(reason)
+
+
 def _today() -> str:
     return dt.datetime.now(UTC).strftime("%Y-%m-%d")
 
@@ -73,7 +79,7 @@ def klaviyo_change_sensor(
     new_cursor = json.dumps({"account_id": account, "seen": seen}, sort_keys=True)
     if not requests:
         context.update_cursor(new_cursor)
-        return dg.SkipReason(f"no entity changed since its watermark ({calls} requests)")
+        return _skip(context, f"no entity changed since its watermark ({calls} requests)")
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
 
@@ -117,7 +123,7 @@ def klaviyo_bootstrap_sensor(
     new_cursor = json.dumps(cursor, sort_keys=True)
     if not requests:
         context.update_cursor(new_cursor)
-        return dg.SkipReason("every entity table has data (or its bootstrap run is under way)")
+        return _skip(context, "every entity table has data (or its bootstrap run is under way)")
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
 
@@ -165,8 +171,9 @@ def klaviyo_stats_catchup_sensor(
         if request.last_day >= first:
             planned.update({n: c for n, c in plan(request, warehouse, account, now, calendar).items() if c})
     if not planned:
-        return dg.SkipReason(
-            "every day of every statistics family before the automation's lookback is loaded and settled"
+        return _skip(
+            context,
+            "every day of every statistics family before the automation's lookback is loaded and settled",
         )
     calls = sum(len(c) for c in planned.values())
     summary = ", ".join(f"{n} {sum(len(c.days) for c in cs)} days" for n, cs in planned.items())
@@ -175,9 +182,10 @@ def klaviyo_stats_catchup_sensor(
     if left == 0:
         used, closed = ledger.usage()
         why = "Klaviyo closed the day (429)" if closed else f"{used}/{ledger.quota} requests used"
-        return dg.SkipReason(
+        return _skip(
+            context,
             f"report quota for {today} is spent ({why}); to load: {summary} ({calls} calls) wait for 00:00 "
-            f"{calendar.timezone} ({ledger.resets_at().astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+            f"{calendar.timezone} ({ledger.resets_at().astimezone(UTC):%Y-%m-%d %H:%M} UTC)",
         )
     start = min(c.start for cs in planned.values() for c in cs)
     end = max(c.days[-1] for cs in planned.values() for c in cs)
