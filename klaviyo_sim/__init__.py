@@ -1,6 +1,12 @@
-"""A local HTTP server that speaks Klaviyo's REST API (revision 2026-07-15) on a seeded fake account."""
+"""A local HTTP server that speaks Klaviyo's REST API (revision 2026-07-15) on a seeded fake account.
+
+Modules, bottom of the import graph first: common (hashes, ids, datetimes), errors, spec (the OpenAPI slices),
+filters, reports (the Reporting API), data (the account), faults, limits, paging, render, server (the HTTP
+server and its routes); `python -m klaviyo_sim` runs one.
+"""
 
 from klaviyo_sim.data import Account
-from klaviyo_sim.server import Faults, Simulator
+from klaviyo_sim.faults import Faults
+from klaviyo_sim.server import Simulator
 
 __all__ = ["Account", "Faults", "Simulator"]

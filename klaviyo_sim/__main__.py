@@ -7,7 +7,8 @@ import datetime as dt
 import sys
 
 from klaviyo_sim.data import SCALES, Account
-from klaviyo_sim.server import Faults, Simulator
+from klaviyo_sim.faults import Faults
+from klaviyo_sim.server import Simulator
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,16 @@
 """A seeded fake Klaviyo account.
 
-Small entities (campaigns, flows, forms, segments, lists, metrics, tags) are generated once and held as
-JSON:API resources. Profiles and events are computed from their index on demand, so an account of ten
-million events holds nothing per event: event timestamps rise with the index (a window is found by
-bisection) and ids are bijective scrambles of the index (a GET by id inverts them).
+Small entities (campaigns, flows, forms, segments, lists, metrics, tags, tag groups, templates) are
+generated once and held as JSON:API resources. Profiles and events are computed from their index on demand,
+so an account of ten million events holds nothing per event: event timestamps rise with the index (a window
+is found by bisection) and ids are bijective scrambles of the index (a GET by id inverts them).
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import html
 import random
 import threading
 import uuid
@@ -17,14 +18,34 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
+from klaviyo_sim.common import (
+    BASE62,
+    CROCKFORD,
+    b62,
+    crockford,
+    hash_str,
+    iso,
+    mix64,
+    parse_time,
+    unb62,
+    uncrockford,
+)
+from klaviyo_sim.reports import campaign_counts
+
 UTC = dt.UTC
-BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-MASK64 = (1 << 64) - 1
 
 SCALES: dict[str, dict[str, int]] = {
     "small": dict(
-        campaigns=40, flows=24, forms=12, segments=25, lists=14, tags=20, profiles=400, events=4000
+        campaigns=40,
+        flows=24,
+        forms=12,
+        segments=25,
+        lists=14,
+        tags=20,
+        tag_groups=4,
+        templates=30,
+        profiles=400,
+        events=4000,
     ),
     "medium": dict(
         campaigns=600,
@@ -33,6 +54,8 @@ SCALES: dict[str, dict[str, int]] = {
         segments=300,
         lists=150,
         tags=120,
+        tag_groups=8,
+        templates=250,
         profiles=50_000,
         events=500_000,
     ),
@@ -43,6 +66,8 @@ SCALES: dict[str, dict[str, int]] = {
         segments=800,
         lists=400,
         tags=300,
+        tag_groups=20,
+        templates=900,
         profiles=1_000_000,
         events=10_000_000,
     ),
@@ -62,9 +87,9 @@ METRICS = [
     ("Received SMS", "Klaviyo", "sms"),
     ("Subscribed to List", "Klaviyo", "list"),
 ]
-# Metrics whose events carry a monetary value; "Active on Site" cannot be a conversion metric for values reports.
+# Metrics whose events carry a monetary value ("Active on Site" cannot be a conversion metric for values
+# reports: reports.REFUSED_CONVERSION_METRICS).
 VALUE_METRICS = {"Placed Order", "Ordered Product", "Started Checkout"}
-REFUSED_CONVERSION_METRICS = {"Active on Site"}
 
 ODD_NAMES = [
     "Ünïcödé Spëcial — 🎉 Sale",
@@ -100,57 +125,26 @@ LAST = [
     "Ivanova",
 ]
 CITIES = [("Boston", "US", "MA"), ("Berlin", "DE", None), ("São Paulo", "BR", "SP"), ("Tokyo", "JP", None)]
-
-
-def mix64(x: int) -> int:
-    """splitmix64 finalizer: a fast, well-spread hash of an integer."""
-    x = (x + 0x9E3779B97F4A7C15) & MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
-    return x ^ (x >> 31)
-
-
-def iso(t: dt.datetime) -> str:
-    """Klaviyo's usual datetime rendering: seconds and +00:00."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def parse_time(value: str) -> dt.datetime:
-    text = value.strip().replace(" ", "T").replace("Z", "+00:00")
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
-
-
-def b62(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        out.append(BASE62[r])
-    return "".join(reversed(out))
-
-
-def unb62(s: str) -> int:
-    n = 0
-    for ch in s:
-        n = n * 62 + BASE62.index(ch)
-    return n
-
-
-def crockford(n: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 32)
-        out.append(CROCKFORD[r])
-    return "".join(reversed(out))
-
-
-def uncrockford(s: str) -> int:
-    n = 0
-    for ch in s:
-        n = n * 32 + CROCKFORD.index(ch)
-    return n
+# Templates: Klaviyo's four editors (drag-and-drop the most common), and the names of tag groups; the first
+# tag group is the account's default one (every account has exactly one).
+EDITOR_TYPES = [
+    "SYSTEM_DRAGGABLE",
+    "CODE",
+    "SYSTEM_DRAGGABLE",
+    "USER_DRAGGABLE",
+    "SYSTEM_DRAGGABLE",
+    "SIMPLE",
+]
+TAG_GROUP_NAMES = [
+    "Default",
+    "Season",
+    "Channel",
+    "Promotion type",
+    "Région / Region 🌍",
+    "Product line",
+    "Audience",
+    "Lifecycle stage",
+]
 
 
 # Bijective scrambles: index -> id number, and back.
@@ -232,7 +226,9 @@ class Account:
             for k in range(100)
             if (cid := self._short_id("custom-metric", k)) not in {m.id for m in self.metrics}
         )
+        self.tag_groups = self._make_tag_groups(counts.get("tag_groups", 1))
         self.tags = self._make_tags(counts["tags"])
+        self.templates = self._make_templates(counts.get("templates", 0))
         self.lists = self._make_lists(counts["lists"])
         self.segments = self._make_segments(counts["segments"])
         self.flows = self._make_flows(counts["flows"])
@@ -247,6 +243,8 @@ class Account:
             "list": self.lists,
             "metric": self.metrics,
             "tag": self.tags,
+            "tag-group": self.tag_groups,
+            "template": self.templates,
         }
         self.by_id: dict[tuple[str, str], Resource] = {
             (r.type, r.id): r for items in [*self.collections.values(), self.campaign_messages] for r in items
@@ -281,8 +279,6 @@ class Account:
     def campaign_whole_send(self, campaign_id: str) -> dict[str, float] | None:
         """A campaign's base counts over its whole send (every send day), as a campaign values report whose
         timeframe covers the send gives them (pass them to reports.message_statistics); None if unsent."""
-        from klaviyo_sim.reports import campaign_counts
-
         return campaign_counts(self, campaign_id)
 
     # -- small entities ----------------------------------------------------------------------------
@@ -298,12 +294,20 @@ class Account:
             return ODD_NAMES[(i // 9) % len(ODD_NAMES)]
         return f"{base} {i + 1}"
 
-    def _stamps(self) -> tuple[dt.datetime, dt.datetime]:
-        created = self._time_in_history(0.0, 0.8)
+    def _stamps(self, rng: random.Random | None = None) -> tuple[dt.datetime, dt.datetime]:
+        """(created, updated) in the history; `rng` for entities with their own stream (see _own_rng)."""
+        rng = rng or self.rng
+        created = (self.history_start + dt.timedelta(seconds=int(self.span * rng.uniform(0.0, 0.8)))).replace(
+            microsecond=0
+        )
         updated = created + dt.timedelta(
-            seconds=int(self.rng.uniform(0, (self.anchor - created).total_seconds() - 1))
+            seconds=int(rng.uniform(0, (self.anchor - created).total_seconds() - 1))
         )
         return created, updated
+
+    def _own_rng(self, kind: str) -> random.Random:
+        """A random stream of one entity's own: entities added later leave the others' values as they were."""
+        return random.Random(mix64(hash_str(f"{self.seed}:{kind}")))
 
     def _make_metrics(self) -> list[Resource]:
         out = []
@@ -331,18 +335,168 @@ class Account:
             )
         return out
 
+    def _make_tag_groups(self, n: int) -> list[Resource]:
+        """Tag groups: the first is the default one (there is always one), every third is exclusive."""
+        out = []
+        for i in range(max(1, n)):
+            gid = str(
+                uuid.UUID(
+                    int=mix64(hash_str(f"{self.seed}:tag-group:{i}")) << 64 | mix64(i + 7919), version=4
+                )
+            )
+            name = TAG_GROUP_NAMES[i] if i < len(TAG_GROUP_NAMES) else f"Tag group {i + 1}"
+            out.append(Resource("tag-group", gid, {"name": name, "exclusive": i % 3 == 2, "default": i == 0}))
+        return out
+
     def _make_tags(self, n: int) -> list[Resource]:
+        """Tags, each in one tag group (in turn)."""
         out = []
         for i in range(n):
             tid = str(uuid.UUID(int=mix64(hash_str(f"{self.seed}:tag:{i}")) << 64 | mix64(i), version=4))
             name = self._name("Tag", i) if i % 9 != 4 else f"tag-{ODD_NAMES[(i // 9) % len(ODD_NAMES)][:40]}"
-            out.append(Resource("tag", tid, {"name": name}, internal={"tag_group": f"group-{i % 3}"}))
+            group = self.tag_groups[i % len(self.tag_groups)].id
+            out.append(
+                Resource(
+                    "tag",
+                    tid,
+                    {"name": name},
+                    {"tag-group": [("tag-group", group)]},
+                    internal={"tag_group": group},
+                )
+            )
         return out
 
     def _tag_links(self) -> list[tuple[str, str]]:
-        return [
-            ("tag", t.id) for t in self.rng.sample(self.tags, k=min(len(self.tags), self.rng.randint(0, 2)))
-        ]
+        picked = self.rng.sample(self.tags, k=min(len(self.tags), self.rng.randint(0, 2)))
+        # A resource carries at most one tag of an exclusive tag group.
+        exclusive = {g.id for g in self.tag_groups if g.attributes["exclusive"]}
+        seen: set[str] = set()
+        out = []
+        for t in picked:
+            group = t.internal["tag_group"]
+            if group in exclusive and group in seen:
+                continue
+            seen.add(group)
+            out.append(("tag", t.id))
+        return out
+
+    def _make_templates(self, n: int) -> list[Resource]:
+        """Email templates: mostly drag-and-drop (with a definition), some custom HTML, hybrid or rich text;
+        odd names and a shared name; `updated` spread over the history (every 7th never edited)."""
+        rng = self._own_rng("templates")
+        out = []
+        for i in range(n):
+            tid = self._short_id("template", i)
+            created, updated = self._stamps(rng)
+            if i % 7 == 0:
+                updated = created
+            editor = EDITOR_TYPES[i % len(EDITOR_TYPES)]
+            name = "Untitled template" if i % 13 == 12 else self._name("Email Template", i)
+            subject = SUBJECTS[i % len(SUBJECTS)]
+            shown = html.escape(name)
+            body = (
+                '<!DOCTYPE html><html><head><meta charset="utf-8"><title>'
+                f"{shown}</title></head><body><h1>{html.escape(subject)}</h1>"
+                "<p>Hello {{ first_name|default:'there' }},</p>"
+                f'<p><a href="https://example.com/shop?utm_campaign=template-{i}">Shop now</a></p>'
+                "<p>{% unsubscribe %}</p></body></html>"
+            )
+            out.append(
+                Resource(
+                    "template",
+                    tid,
+                    {
+                        "name": name,
+                        "editor_type": editor,
+                        "html": body,
+                        "text": None
+                        if i % 4 == 1
+                        else f"{subject}\n\nHello,\nShop now: https://example.com/shop",
+                        "amp": (
+                            '<!doctype html><html ⚡4email><head><meta charset="utf-8"></head>'
+                            f"<body>{html.escape(subject)}</body></html>"
+                            if i % 10 == 3
+                            else None
+                        ),
+                        "created": iso(created),
+                        "updated": iso(updated),
+                    },
+                    internal={
+                        "definition": self._template_definition(tid, i)
+                        if editor == "SYSTEM_DRAGGABLE"
+                        else None
+                    },
+                )
+            )
+        return out
+
+    @staticmethod
+    def _template_definition(tid: str, i: int) -> dict[str, Any]:
+        """A drag-and-drop template's definition: one section, one row, one column, one text block, and one
+        of each style type (as the spec's TemplateDefinition asks)."""
+        heading = {"color": "#222222", "font_family": "Helvetica", "font_weight": "700", "text_align": "left"}
+        return {
+            "id": f"{tid}-definition",
+            "template_id": tid,
+            "body": {
+                "id": f"{tid}-body",
+                "properties": {"id": None, "css_class": None},
+                "styles": {"background_color": "#F7F7F7", "width": 600},
+                "sections": [
+                    {
+                        "id": f"{tid}-section-1",
+                        "content_type": "section",
+                        "type": "section",
+                        "data": {
+                            "properties": {"is_ai_generated": False, "is_prebuilt_content": i % 5 == 0},
+                            "display_options": {"show_on": "all"},
+                            "styles": {"background_color": "#FFFFFF"},
+                        },
+                        "rows": [
+                            {
+                                "id": f"{tid}-row-1",
+                                "data": {"styles": {"column_layout": "1-column-full-width"}},
+                                "columns": [
+                                    {
+                                        "id": f"{tid}-column-1",
+                                        "blocks": [
+                                            {
+                                                "id": f"{tid}-block-1",
+                                                "content_type": "block",
+                                                "type": "text",
+                                                "data": {
+                                                    "content": f"<p>{SUBJECTS[i % len(SUBJECTS)]}</p>",
+                                                    "display_options": {"show_on": "all"},
+                                                    "styles": {"font_size": 16, "line_height": 1.5},
+                                                },
+                                            }
+                                        ],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+            "styles": [
+                {
+                    "style_type": "base-styles",
+                    "properties": {"mobile_optimizations": True},
+                    "styles": {"content_background_color": "#FFFFFF"},
+                },
+                {"style_type": "text-styles", "styles": {"color": "#333333", "font_size": 14}},
+                {"style_type": "heading-1-styles", "styles": {**heading, "font_size": 28}},
+                {"style_type": "heading-2-styles", "styles": {**heading, "font_size": 22}},
+                {"style_type": "heading-3-styles", "styles": {**heading, "font_size": 18}},
+                {"style_type": "heading-4-styles", "styles": {**heading, "font_size": 16}},
+                {"style_type": "link-styles", "styles": {"color": "#0066CC", "text_decoration": "underline"}},
+                {
+                    "style_type": "mobile-styles",
+                    "properties": {"mobile_padding_override": False},
+                    "styles": {"mobile_padding_top": 10, "mobile_padding_bottom": 10},
+                },
+            ],
+        }
 
     def _make_lists(self, n: int) -> list[Resource]:
         out = []
@@ -592,7 +746,9 @@ class Account:
                     "bcc_email": None,
                 },
             }
-            relationships["template"] = [("template", b62(mix64(i * 17 + 3) % 62**6, 6))]
+            if self.templates:  # one of the account's templates
+                pick = mix64(hash_str(f"{self.seed}:message-template:{i}")) % len(self.templates)
+                relationships["template"] = [("template", self.templates[pick].id)]
         elif channel == "sms":
             definition = {
                 "channel": "sms",
@@ -628,11 +784,20 @@ class Account:
         )
 
     # -- mutation hooks ------------------------------------------------------------------------------
+    def _held(self, kind: str) -> list[Resource]:
+        try:
+            return self.collections[kind]
+        except KeyError:
+            raise ValueError(
+                f"{kind!r} is not a held entity: one of {', '.join(sorted(self.collections))}"
+            ) from None
+
     def touch(self, kind: str, n: int, at: dt.datetime | None = None) -> list[str]:
-        """Update `n` records of a small entity now (new name suffix and updated time); returns their ids."""
+        """Update the first `n` records of a small entity now (new name suffix, and updated time where it has
+        one: tag groups and tags have none); returns their ids."""
         at = (at or dt.datetime.now(UTC)).replace(microsecond=0)
         with self.lock:
-            items = self.collections[kind]
+            items = self._held(kind)
             chosen = items[:n]
             for r in chosen:
                 for key in ("updated", "updated_at"):
@@ -645,16 +810,46 @@ class Account:
             return [r.id for r in chosen]
 
     def delete(self, kind: str, n: int) -> list[str]:
-        """Hard-delete the last `n` records of a small entity (as Klaviyo's DELETE does)."""
+        """Hard-delete the last `n` records of a small entity (as Klaviyo's DELETE does); their ids.
+
+        A campaign takes its messages along; a tag its associations with campaigns, flows, lists and
+        segments; a tag group its tags (and theirs). The default tag group cannot be deleted: `n` counts the
+        others. A deleted template stays named by the campaign messages that used it."""
         with self.lock:
-            items = self.collections[kind]
-            gone = items[len(items) - n :]
-            del items[len(items) - n :]
+            items = self._held(kind)
+            if kind == "tag-group":
+                gone = [g for g in items if not g.attributes["default"]][::-1][:n][::-1] if n > 0 else []
+            else:
+                gone = items[len(items) - n :] if n > 0 else []
+            dropped = {r.id for r in gone}
+            items[:] = [r for r in items if r.id not in dropped]
             for r in gone:
                 self.by_id.pop((r.type, r.id), None)
                 for kind_, rid in r.relationships.get("campaign-messages", []):
                     self.by_id.pop((kind_, rid), None)
+            if kind == "tag-group":
+                self.delete_tags([t.id for t in self.tags if t.internal["tag_group"] in dropped])
+            elif kind == "tag":
+                self._untag(dropped)
             return [r.id for r in gone]
+
+    def delete_tags(self, ids: list[str]) -> list[str]:
+        """Hard-delete these tags (and their associations); the ids deleted."""
+        with self.lock:
+            wanted = set(ids)
+            gone = [t.id for t in self.tags if t.id in wanted]
+            self.tags[:] = [t for t in self.tags if t.id not in wanted]
+            for tid in gone:
+                self.by_id.pop(("tag", tid), None)
+            self._untag(set(gone))
+            return gone
+
+    def _untag(self, tag_ids: set[str]) -> None:
+        for kind in ("campaign", "flow", "list", "segment"):
+            for r in self.collections[kind]:
+                links = r.relationships.get("tags")
+                if links and any(tid in tag_ids for _, tid in links):
+                    r.relationships["tags"] = [(k, tid) for k, tid in links if tid not in tag_ids]
 
     def revise_stats(self, family: str, entity_id: str, day: dt.date, amount: int = 1) -> None:
         """Revise a past day's report statistics for one flow, campaign, form or segment (late attribution)."""
@@ -847,11 +1042,3 @@ class Account:
             "uuid": str(uuid.UUID(int=(h << 64) | mix64(h), version=1)),
         }
         return attrs, metric_id, self.profile_id(self.event_profile_index(i))
-
-
-def hash_str(text: str) -> int:
-    """A stable (not per-process-salted) hash of a string."""
-    h = 1469598103934665603
-    for byte in text.encode():
-        h = ((h ^ byte) * 1099511628211) & MASK64
-    return h

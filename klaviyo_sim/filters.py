@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from klaviyo_sim.data import parse_time
+from klaviyo_sim.common import parse_time
 from klaviyo_sim.spec import FieldRule
 
 OPERATORS = {

@@ -8,12 +8,18 @@ import json
 import re
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from klaviyo_sim.data import REFUSED_CONVERSION_METRICS, Account, Resource, hash_str, mix64, parse_time
+from klaviyo_sim.common import hash_str, mix64, parse_time
+from klaviyo_sim.errors import ApiError
+
+if TYPE_CHECKING:  # annotations only: data imports this module
+    from klaviyo_sim.data import Account, Resource
 
 UTC = dt.UTC
+# Conversion metrics a values report refuses ("does not support querying for values data").
+REFUSED_CONVERSION_METRICS = {"Active on Site"}
 MESSAGE_STATS = [
     "average_order_value", "bounce_rate", "bounced", "bounced_or_failed", "bounced_or_failed_rate", "click_rate",
     "click_to_open_rate", "clicks", "clicks_unique", "conversion_rate", "conversion_uniques", "conversion_value",
@@ -294,8 +300,6 @@ def answer(
 ) -> dict:
     """A report's response; campaign/flow reports (whose operation declares `page_cursor`) come in pages of
     `page_size` results, the next page asked for by POSTing the same body to `links.next`."""
-    from klaviyo_sim.server import ApiError
-
     try:
         return _answer(
             account, op, raw_body, base, page_cursor, page_size, refuse_future, now or dt.datetime.now(UTC)

@@ -509,3 +509,84 @@ def test_report_errors(sim):
         timeout=10,
     )
     assert r.status_code == 400 and "too long" in r.json()["errors"][0]["detail"]
+
+
+# -- the package's structure -------------------------------------------------------------------------------
+def _sim_imports() -> dict[str, set[str]]:
+    """klaviyo_sim's import graph, read with ast: module -> the klaviyo_sim modules it imports anywhere (at the
+    top or inside a function), leaving out imports under `if TYPE_CHECKING:` (never run)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(SPEC_DIR).parent
+    modules = {p.stem: p for p in package.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+
+    def is_type_checking(node: ast.If) -> bool:
+        test = node.test
+        return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        )
+
+    def walk(node: ast.AST, found: set[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and is_type_checking(child):
+                for sub in child.orelse:
+                    walk(sub, found)
+                continue
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    parts = alias.name.split(".")
+                    if parts[0] == "klaviyo_sim":
+                        found.add(parts[1] if len(parts) > 1 else "__init__")
+            elif isinstance(child, ast.ImportFrom):
+                assert child.level == 0, "relative imports: the graph test reads absolute ones"
+                parts = (child.module or "").split(".")
+                if parts[0] == "klaviyo_sim" and len(parts) > 1:
+                    found.add(parts[1])
+                elif parts[0] == "klaviyo_sim":  # the submodule x of `from klaviyo_sim import x`, or __init__
+                    found.update(a.name if a.name in modules else "__init__" for a in child.names)
+            walk(child, found)
+
+    for name, path in modules.items():
+        found: set[str] = set()
+        walk(ast.parse(path.read_text()), found)
+        found.discard(name)
+        graph[name] = found
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_simulators_modules_import_each_other_without_a_cycle():
+    graph = _sim_imports()
+    assert {"errors", "faults", "limits", "paging", "render", "server", "reports", "data"} <= set(graph)
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+    # The server sits at the top: only the package and its runner import it; reports raise the errors module's
+    # ApiError without reaching up to the server.
+    assert {m for m, deps in graph.items() if "server" in deps} == {"__init__", "__main__"}
+    assert "errors" in graph["reports"] and "server" not in graph["reports"]
+    assert "reports" in graph["server"]
+    assert not graph["common"] and graph["errors"] == set()
+    # The checker finds a cycle when there is one, lazy imports included.
+    assert _cycle({**graph, "errors": {"server"}}) is not None

@@ -91,3 +91,29 @@ def test_sdk_reads_single_resources_and_reports(sdk_and_sim):
         }
     )
     assert len(report.data.attributes.results) == len(acct.segments)
+
+
+def test_sdk_reads_templates_and_tag_groups(sdk_and_sim):
+    sdk, sim = sdk_and_sim
+    acct = sim.account
+
+    templates = _drain(sdk.Templates.get_templates, additional_fields_template=["definition"])
+    assert sorted(t.id for t in templates) == sorted(t.id for t in acct.templates)
+    by_id = {t.id: t for t in acct.templates}
+    for t in templates:
+        assert t.attributes.editor_type == by_id[t.id].attributes["editor_type"]
+        assert t.attributes.name == by_id[t.id].attributes["name"]
+    drag = next(t for t in acct.templates if t.attributes["editor_type"] == "SYSTEM_DRAGGABLE")
+    one = sdk.Templates.get_template(drag.id)
+    assert one.data.attributes.html == drag.attributes["html"]
+    assert one.data.attributes.definition.template_id == drag.id
+
+    groups = _drain(sdk.Tags.get_tag_groups)
+    assert {g.id: g.attributes.default for g in groups} == {
+        g.id: g.attributes["default"] for g in acct.tag_groups
+    }
+    assert sdk.Tags.get_tag_group(acct.tag_groups[1].id).data.attributes.name == "Season"
+    tags = _drain(sdk.Tags.get_tags, include=["tag-group"])
+    assert {t.id: t.relationships.tag_group.data.id for t in tags} == {
+        t.id: t.internal["tag_group"] for t in acct.tags
+    }
