@@ -170,6 +170,18 @@ SHAPES: dict[str, EntityShape] = {
             C("created_date", "timestamp", "created"),
         ),
         entity_shape("tags", C("name", "text"), C("tag_group_id", "text", _related_id("tag-group"))),
+        entity_shape(
+            "tag_groups", C("name", "text"), C("exclusive", "bool"), C("is_default", "bool", "default")
+        ),
+        entity_shape(
+            "templates",
+            C("name", "text"),
+            C("editor_type", "text"),
+            C("html", "text"),
+            C("text", "text"),
+            C("amp", "text"),
+            C("created_date", "timestamp", "created"),
+        ),
     ]
 }
 

@@ -251,6 +251,49 @@ CATALOGUE: dict[str, Entity] = {
         ),
         Entity(
             Endpoint(
+                "tag_groups",
+                "/api/tag-groups",
+                "tag-group",
+                25,
+                S,
+                None,
+                {
+                    "name": ops("contains", "ends-with", "equals", "starts-with"),
+                    "exclusive": ops("equals"),
+                    "default": ops("equals"),
+                },
+                scope="tags:read",
+            ),
+            kind=SNAPSHOT,
+            table="klaviyo_tag_groups",
+            description="Tag groups (what tags' tag_group_id names): no timestamp at Klaviyo, a snapshot each run.",
+            freshness=dt.timedelta(hours=26),
+            guard=None,  # no timestamp: a row is rewritten when its content differs
+            sortable=False,
+        ),
+        Entity(
+            Endpoint(
+                "templates",
+                "/api/templates",
+                "template",
+                10,
+                L,
+                "updated",
+                {
+                    "id": ops("any", "equals"),
+                    "name": ops("any", "contains", "equals"),
+                    "created": CMP | {"equals"},
+                    "updated": CMP | {"equals"},
+                },
+            ),
+            kind=WINDOWED,
+            table="klaviyo_templates",
+            description="Email templates (name, editor, HTML and text; what campaign messages' template_id names), "
+            "by updated.",
+            freshness=dt.timedelta(hours=26),
+        ),
+        Entity(
+            Endpoint(
                 "profiles",
                 "/api/profiles",
                 "profile",

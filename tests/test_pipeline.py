@@ -16,6 +16,7 @@ from pipelines.jobs import all_entities_job, entity_jobs
 from pipelines.schedules import klaviyo_incremental_schedule, klaviyo_settle_schedule
 from pipelines.sensors import klaviyo_bootstrap_sensor, klaviyo_change_sensor
 from resources.catalogue import ALL_ENTITIES as ALL_ASSETS
+from resources.catalogue import CATALOGUE
 from resources.catalogue import SMALL_ENTITIES as ENTITIES
 from resources.klaviyo import KlaviyoResource
 from resources.klaviyo_api import parse_timestamp
@@ -30,6 +31,8 @@ KIND = {
     "lists": "list",
     "metrics": "metric",
     "tags": "tag",
+    "templates": "template",
+    "tag_groups": "tag-group",
 }
 STAMP = {"campaigns": "updated_at", "forms": "updated_at"}
 
@@ -96,7 +99,7 @@ def mat_metadata(result, entity):
     return {k: v.value for k, v in mats[-1].materialization.metadata.items()}
 
 
-@pytest.mark.parametrize("entity", ["campaigns", "flows", "forms", "segments", "lists"])
+@pytest.mark.parametrize("entity", ["campaigns", "flows", "forms", "segments", "lists", "templates"])
 def test_a_partition_loads_exactly_the_records_of_its_window(sim, warehouse, entity):
     defs = defs_for(sim, warehouse)
     day = busiest_day(sim, entity)
@@ -150,7 +153,7 @@ def test_full_history_loads_every_entity_and_the_checks_pass(sim, warehouse):
         assert set(got) == {r.id for r in sim.account.collections[KIND[entity]]}, entity
         s = status(warehouse, entity)
         assert s.status == "success" and s.run_id == result.run_id
-        if entity != "tags":
+        if CATALOGUE[entity].cursor:
             assert s.watermark == max(sim_stamp(r, entity) for r in sim.account.collections[KIND[entity]])
     checks = result.get_asset_check_evaluations()
     assert len(checks) == len(entity_checks)  # every check of every entity ran
@@ -287,12 +290,21 @@ def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, w
     result = klaviyo_change_sensor(ctx)
     assert isinstance(result, dg.SkipReason)
     calls = [c.operation for c in sim.calls()[before:]]
-    # campaigns: 3 channels x 2 archived; flows: 2 archived; forms, segments, lists: 1; metrics: 1 (no sort).
+    # campaigns: 3 channels x 2 archived; flows: 2 archived; forms, segments, lists, templates: 1; metrics: 1
+    # (no sort).
     assert sorted(calls) == sorted(
         ["get_accounts"]
         + ["get_campaigns"] * 6
         + ["get_flows"] * 2
-        + ["get_forms", "get_segments", "get_lists", "get_metrics", "get_profiles", "get_events"]
+        + [
+            "get_forms",
+            "get_segments",
+            "get_lists",
+            "get_metrics",
+            "get_templates",
+            "get_profiles",
+            "get_events",
+        ]
     )
     cursor = ctx.cursor
     sim.account.touch("flow", 1, at=dt.datetime.now(UTC) - dt.timedelta(seconds=30))
