@@ -1,7 +1,14 @@
-"""Shared fixtures: an isolated Postgres schema per test, and the simulator over real HTTP."""
+"""Shared fixtures: a database per test cloned from one migrated template, and the simulator over real HTTP.
+
+The Postgres server is found lazily (the `admin_url` fixture), never when this module is imported. Once per
+session the migrations are applied to a template database whose name carries a hash of sql/migrations and
+sql/views and a per-session suffix; every test that needs a warehouse gets a copy of it
+(`CREATE DATABASE ... TEMPLATE`), dropped after the test. Sessions running at once never share a database.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
@@ -11,12 +18,15 @@ os.environ.setdefault("KLAVIYO_STEP_RETRY_DELAY", "0.2")
 import psycopg
 import pytest
 
+from resources.migrations import MIGRATIONS_DIR, VIEWS_DIR
 from resources.warehouse import Warehouse
 
-TEST_DB = os.environ.get("TEST_DATABASE", "klaviyo_pipeline_test")
+# The schema the warehouses of the tests live in (not `public`: the search path is exercised as in use).
+WAREHOUSE_SCHEMA = "kp_test"
 
 
-def _admin_url() -> str:
+@pytest.fixture(scope="session")
+def admin_url() -> str:
     """The server the suite uses: TEST_ADMIN_URL, else the local one on 5432, else an embedded one."""
     if "TEST_ADMIN_URL" in os.environ:
         return os.environ["TEST_ADMIN_URL"]
@@ -33,41 +43,105 @@ def _admin_url() -> str:
         return server.get_uri()
 
 
-ADMIN_URL = _admin_url()
-
-
-def _db_url(dbname: str) -> str:
-    scheme, rest = ADMIN_URL.split("://", 1)
+def db_url(admin_url: str, dbname: str) -> str:
+    """The URL of database `dbname` on the server of `admin_url` (plain postgresql://)."""
+    scheme, rest = admin_url.split("://", 1)
     authority, _, tail = rest.partition("/")
     query = tail.partition("?")[2]
     return f"{scheme}://{authority}/{dbname}" + (f"?{query}" if query else "")
 
 
+def _psycopg_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _sql_fingerprint() -> str:
+    """A hash of every migration and view file: a template built from other files is never taken for this one."""
+    digest = hashlib.sha256()
+    for directory in (MIGRATIONS_DIR, VIEWS_DIR):
+        for path in sorted(directory.glob("*.sql")):
+            digest.update(f"{directory.name}/{path.name}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _create_database(admin_url: str, name: str, template: str = "template0") -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
+def _drop_databases(admin_url: str, names: list[str]) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def test_database_url() -> str:
-    """A database for the suite (created when missing); tests isolate themselves in schemas."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DB,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{TEST_DB}"')
-    return _db_url(TEST_DB).replace("postgresql://", "postgresql+psycopg://", 1)
+def warehouse_template(admin_url: str):
+    """A database migrated once for the session (built fresh from the current SQL files, dropped at the end)."""
+    name = f"kp_tpl_{_sql_fingerprint()}_{uuid.uuid4().hex[:8]}"
+    _create_database(admin_url, name)
+    try:
+        wh = Warehouse(url=_psycopg_url(db_url(admin_url, name)), schema_name=WAREHOUSE_SCHEMA)
+        try:
+            wh.migrate()
+        finally:
+            wh.dispose()  # a database is copied only while nobody is connected to it
+        yield name
+    finally:
+        _drop_databases(admin_url, [name])
 
 
 @pytest.fixture
-def schema_name(test_database_url: str):
-    """A fresh schema, dropped after the test."""
+def new_database(admin_url: str):
+    """Create databases for this test (empty, or copies of a template); all dropped after the test."""
+    made: list[str] = []
+
+    def create(template: str = "template0") -> str:
+        name = f"kp_t_{uuid.uuid4().hex[:16]}"
+        _create_database(admin_url, name, template)
+        made.append(name)
+        return db_url(admin_url, name)
+
+    yield create
+    _drop_databases(admin_url, made)
+
+
+@pytest.fixture
+def test_database_url(new_database) -> str:
+    """An empty database of this test's own (SQLAlchemy URL), dropped after the test."""
+    return _psycopg_url(new_database())
+
+
+@pytest.fixture
+def schema_name(test_database_url: str) -> str:
+    """A fresh schema in the test's own database (dropped with it)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     raw = test_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(raw, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{name}"')
-    yield name
-    with psycopg.connect(raw, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    return name
+
+
+@pytest.fixture
+def make_warehouse(new_database, warehouse_template):
+    """More migrated warehouses, each in a database of its own copied from the session's template."""
+    made: list[Warehouse] = []
+
+    def make() -> Warehouse:
+        url = _psycopg_url(new_database(template=warehouse_template))
+        wh = Warehouse(url=url, schema_name=WAREHOUSE_SCHEMA)
+        made.append(wh)
+        return wh
+
+    yield make
+    for wh in made:
+        wh.dispose()
 
 
 @pytest.fixture
 def warehouse(make_warehouse):
-    """A migrated warehouse in its own schema."""
+    """A migrated warehouse in its own database."""
     return make_warehouse()
 
 
@@ -123,23 +197,3 @@ def client_for():
     yield make
     for c in made:
         c.close()
-
-
-@pytest.fixture
-def make_warehouse(test_database_url):
-    """More migrated warehouses, each in its own schema."""
-    made = []
-
-    def make() -> Warehouse:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        wh = Warehouse(url=test_database_url, schema_name=name)
-        wh.migrate()
-        made.append(wh)
-        return wh
-
-    yield make
-    raw = test_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    for wh in made:
-        wh.dispose()
-        with psycopg.connect(raw, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{wh.schema_name}" CASCADE')

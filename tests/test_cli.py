@@ -13,7 +13,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from tests.conftest import ADMIN_URL, _db_url
+from tests.conftest import db_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,13 +31,13 @@ def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def fresh_databases():
+def fresh_databases(admin_url):
     names = [f"kp_e2e_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         for n in names:
             conn.execute(f'CREATE DATABASE "{n}"')
-    yield [_db_url(n) for n in names]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    yield [db_url(admin_url, n) for n in names]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         for n in names:
             conn.execute(f'DROP DATABASE "{n}" WITH (FORCE)')
 

@@ -29,7 +29,7 @@ from pipelines.environment import ensure_database
 from pipelines.jobs import full_sync_job, stats_job
 from resources.klaviyo import KlaviyoResource
 from resources.reports import FAMILIES, MESSAGE_COUNTS, ReportCall, ReportLedger, plan_calls
-from tests.conftest import ADMIN_URL, TEST_KEY, _db_url
+from tests.conftest import TEST_KEY, db_url
 
 UTC = dt.UTC
 TODAY = dt.datetime.now(UTC).date()
@@ -340,16 +340,16 @@ def test_views_return_the_seed_shapes_from_the_summaries(sim, warehouse, loaded)
     assert len(growth) == len(account.segments) * 41
 
 
-def test_the_bi_role_reads_views_and_cannot_write_or_reach_dagster(sim, warehouse, loaded):
+def test_the_bi_role_reads_views_and_cannot_write_or_reach_dagster(sim, warehouse, loaded, admin_url):
     assert run(loaded, "klaviyo_sync_stats", TODAY - dt.timedelta(days=3), TODAY).success
     login = f"bi_{uuid.uuid4().hex[:8]}"
-    dagster_db = "klaviyo_pipeline_test_dagster"
-    ensure_database(ADMIN_URL, dagster_db, private=True)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+    dagster_db = f"kp_dagster_{uuid.uuid4().hex[:12]}"  # private, like the one the CLI makes
+    ensure_database(admin_url, dagster_db, private=True)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {login} LOGIN IN ROLE klaviyo_bi")
     db = warehouse.engine.url.database
     try:
-        bi_url = _db_url(db).replace("postgres@", f"{login}@", 1)
+        bi_url = db_url(admin_url, db).replace("postgres@", f"{login}@", 1)
         with psycopg.connect(bi_url, options=f"-csearch_path={warehouse.schema_name}") as conn:
             assert conn.execute("SELECT count(*) FROM klaviyo_segments_report").fetchone()[0] > 0
             assert conn.execute("SELECT count(*) FROM klaviyo_daily_kpis").fetchone()[0] > 0
@@ -364,9 +364,10 @@ def test_the_bi_role_reads_views_and_cannot_write_or_reach_dagster(sim, warehous
                     conn.execute(statement)
                 conn.rollback()
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-            psycopg.connect(_db_url(dagster_db).replace("postgres@", f"{login}@", 1)).close()
+            psycopg.connect(db_url(admin_url, dagster_db).replace("postgres@", f"{login}@", 1)).close()
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dagster_db}" WITH (FORCE)')
             admin.execute(f"DROP ROLE {login}")
 
 
