@@ -8,12 +8,19 @@ sql/views and a per-session suffix; every test that needs a warehouse gets a cop
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import uuid
 
 # Read when the definitions load: entity steps retry without a long pause in tests.
 os.environ.setdefault("KLAVIYO_STEP_RETRY_DELAY", "0.2")
+# The daily partitions start 125 days before today, a little before the simulator's 120-day history (older
+# records still land in the first partition). With the default fixed start (2026-01-01) a full-history run
+# would grow by a partition, and Dagster's per-partition events, every day the suite is run.
+os.environ.setdefault(
+    "KLAVIYO_START_DATE", (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=125)).isoformat()
+)
 
 import psycopg
 import pytest
