@@ -11,7 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import subprocess
+import sys
+import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 # Read when the definitions load: entity steps retry without a long pause in tests.
 os.environ.setdefault("KLAVIYO_STEP_RETRY_DELAY", "0.2")
@@ -204,3 +209,113 @@ def client_for():
     yield make
     for c in made:
         c.close()
+
+
+# -- the CLI's commands, started when the session starts ----------------------------------------------
+# The end-to-end CLI tests spend most of their time waiting for subprocesses. The fixtures below start those
+# commands when the session begins, so they run on the other core while this process runs the rest of the
+# suite; the tests that use them run last (pytest_collection_modifyitems) and assert on the results.
+ROOT = Path(__file__).resolve().parents[1]
+STARTED_EARLY = ("cli_embedded_sync", "cli_configured_sync", "cli_workspace_validation")
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI command: none of the suite's KLAVIYO_/WAREHOUSE_/DAGSTER_ settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "WAREHOUSE_", "DAGSTER_"))}
+    recent = (dt.date.today() - dt.timedelta(days=20)).isoformat()
+    env.update(
+        KLAVIYO_PIPELINE_HOME=str(tmp_path / "state"),
+        KLAVIYO_START_DATE=recent,
+        KLAVIYO_RATE_STATE_DIR=str(tmp_path / "rate"),
+        **extra,
+    )
+    return env
+
+
+class Background:
+    """A command running in the background, its output going to files; `result()` waits for it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], directory: Path, timeout: float):
+        directory.mkdir(parents=True, exist_ok=True)
+        self._out, self._err = directory / "stdout.txt", directory / "stderr.txt"
+        self._deadline = time.monotonic() + timeout
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+
+    def result(self) -> subprocess.CompletedProcess:
+        """Wait for the command (up to its timeout from the start, like subprocess.run's)."""
+        try:
+            self.proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        return subprocess.CompletedProcess(
+            self.proc.args, self.proc.returncode, self._out.read_text(), self._err.read_text()
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class CliRun:
+    home: Path  # the command's working directory (its tmp_path)
+    env: dict[str, str]
+    started: Background
+
+
+@pytest.fixture(scope="session")
+def cli_embedded_sync(tmp_path_factory):
+    """`klaviyo-pipeline sync` with nothing configured (embedded Postgres, bundled simulator)."""
+    home = tmp_path_factory.mktemp("cli-embedded")
+    env = cli_env(home)
+    started = Background([sys.executable, "-m", "pipelines", "sync"], env, home / "output", timeout=600)
+    yield CliRun(home, env, started)
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def cli_configured_sync(tmp_path_factory, admin_url):
+    """`klaviyo-pipeline sync` on two fresh databases of the suite's server (warehouse, Dagster storage)."""
+    home = tmp_path_factory.mktemp("cli-configured")
+    names = [f"kp_e2e_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    for name in names:
+        _create_database(admin_url, name)
+    warehouse, dagster_db = (db_url(admin_url, n) for n in names)
+    env = cli_env(
+        home,
+        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://"),
+        DAGSTER_PG_URL=dagster_db.replace("postgresql://", "postgresql+psycopg2://"),
+        DAGSTER_HOME=str(home / "dagster_home"),
+    )
+    started = Background([sys.executable, "-m", "pipelines", "sync"], env, home / "output", timeout=600)
+    yield CliRun(home, env, started)
+    started.stop()
+    _drop_databases(admin_url, names)
+
+
+@pytest.fixture(scope="session")
+def cli_workspace_validation(tmp_path_factory):
+    """`dagster definitions validate` on the project's workspace."""
+    home = tmp_path_factory.mktemp("cli-validate")
+    env = cli_env(home, DAGSTER_HOME=str(home))
+    argv = [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"]
+    started = Background(argv, env, home / "output", timeout=300)
+    yield CliRun(home, env, started)
+    started.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests waiting for commands started early run last (the sort is stable: the others keep their order)."""
+    items.sort(key=lambda item: any(name in STARTED_EARLY for name in getattr(item, "fixturenames", ())))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_commands_early(request):
+    """Start the commands the selected tests will wait for (nothing when none of them is selected)."""
+    wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name in STARTED_EARLY:
+        if name in wanted:
+            request.getfixturevalue(name)

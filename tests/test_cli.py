@@ -1,45 +1,19 @@
-"""The README's main command, end to end, in a subprocess on a fresh DAGSTER_HOME."""
+"""The README's main command, end to end, in a subprocess on a fresh DAGSTER_HOME.
+
+The first command of each test is started when the session starts (see `STARTED_EARLY` in conftest): it runs
+in the background while the rest of the suite runs, and these tests, run last, wait for it.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import psycopg
-import pytest
 
-from tests.conftest import db_url
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "WAREHOUSE_", "DAGSTER_"))}
-    recent = (dt.date.today() - dt.timedelta(days=20)).isoformat()
-    env.update(
-        KLAVIYO_PIPELINE_HOME=str(tmp_path / "state"),
-        KLAVIYO_START_DATE=recent,
-        KLAVIYO_RATE_STATE_DIR=str(tmp_path / "rate"),
-        **extra,
-    )
-    return env
-
-
-@pytest.fixture
-def fresh_databases(admin_url):
-    names = [f"kp_e2e_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for n in names:
-            conn.execute(f'CREATE DATABASE "{n}"')
-    yield [db_url(admin_url, n) for n in names]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for n in names:
-            conn.execute(f'DROP DATABASE "{n}" WITH (FORCE)')
+from tests.conftest import ROOT
 
 
 def _sync(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -64,16 +38,10 @@ def _runs(dagster_home: Path, env: dict[str, str]) -> list:
         os.environ.update(old)
 
 
-def test_main_command_on_a_configured_postgres(tmp_path, fresh_databases):
-    warehouse, dagster_db = fresh_databases
-    home = tmp_path / "dagster_home"
-    env = _clean_env(
-        tmp_path,
-        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://"),
-        DAGSTER_PG_URL=dagster_db.replace("postgresql://", "postgresql+psycopg2://"),
-        DAGSTER_HOME=str(home),
-    )
-    done = _sync(env)
+def test_main_command_on_a_configured_postgres(cli_configured_sync):
+    env = cli_configured_sync.env
+    home = Path(env["DAGSTER_HOME"])
+    done = cli_configured_sync.started.result()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "using the bundled simulator" in out and "succeeded" in out
@@ -113,23 +81,14 @@ def test_main_command_on_a_configured_postgres(tmp_path, fresh_databases):
     assert "4 report calls for" in planned.stdout and "fits" in planned.stdout
 
 
-def test_main_command_with_nothing_configured_uses_embedded_postgres(tmp_path):
-    env = _clean_env(tmp_path)
-    done = _sync(env)
+def test_main_command_with_nothing_configured_uses_embedded_postgres(cli_embedded_sync):
+    done = cli_embedded_sync.started.result()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "embedded PostgreSQL" in done.stdout and "succeeded" in done.stdout
-    assert (tmp_path / "state" / "dagster_home" / "dagster.yaml").exists()
+    assert (cli_embedded_sync.home / "state" / "dagster_home" / "dagster.yaml").exists()
 
 
-def test_dagster_cli_validates_the_workspace(tmp_path):
-    env = _clean_env(tmp_path, DAGSTER_HOME=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_dagster_cli_validates_the_workspace(cli_workspace_validation):
+    done = cli_workspace_validation.started.result()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "klaviyo_pipeline" in done.stdout + done.stderr
