@@ -181,7 +181,20 @@ def test_a_seven_day_backfill_is_one_run_equal_to_seven_single_days(sim, make_wa
     one, seven = make_warehouse(), make_warehouse()
     ranged = run(defs_for(sim, one), "klaviyo_sync_campaigns", start=start.isoformat(), end=end.isoformat())
     assert ranged.success
-    assert len(mat_metadata(ranged, "campaigns")) > 0
+    # One step read the seven days as one window and materialized each of the seven partitions.
+    steps = [e.step_key for e in ranged.all_events if e.event_type_value == "STEP_START"]
+    assert steps.count("klaviyo__campaigns") == 1
+    mats = [
+        e
+        for e in ranged.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["klaviyo", "campaigns"])
+    ]
+    assert sorted(e.partition for e in mats) == [(start + dt.timedelta(days=k)).isoformat() for k in range(7)]
+    meta = mat_metadata(ranged, "campaigns")
+    window = [dt.datetime.combine(start + dt.timedelta(days=k), dt.time(), UTC) for k in (0, 7)]
+    assert [dt.datetime.fromisoformat(meta[k]) for k in ("window_start", "window_end")] == window
+    in_window = [r for r in sim.account.campaigns if window[0] <= sim_stamp(r, "campaigns") < window[1]]
+    assert meta["records_read"] == meta["rows_inserted"] == len(in_window) > 0
     for k in range(7):
         day = (start + dt.timedelta(days=k)).isoformat()
         assert run(defs_for(sim, seven), "klaviyo_sync_campaigns", partition=day).success
