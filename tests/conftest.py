@@ -8,6 +8,7 @@ sql/views and a per-session suffix; every test that needs a warehouse gets a cop
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,35 +90,84 @@ def _drop_databases(admin_url: str, names: list[str]) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class Databases:
+    """The session's databases: copies of a template handed out one per test, each dropped after its test.
+
+    Drops, and the next copy of each template, are done on a worker thread while the tests run, so a test
+    waits for neither. The worker runs its jobs in order: a template is dropped only after every copy of it.
+    """
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kp-test-databases")
+        self._jobs: list[Future] = []
+        self._ahead: dict[str, Future] = {}  # template -> a copy being made for the next test
+
+    def create(self, template: str = "template0") -> str:
+        name = f"kp_t_{uuid.uuid4().hex[:16]}"
+        _create_database(self.admin_url, name, template)
+        return name
+
+    def copy(self, template: str = "template0") -> str:
+        """A new database copied from `template` (made ahead if one was), and the next one started."""
+        ahead = self._ahead.pop(template, None)
+        name = ahead.result() if ahead is not None else self.create(template)
+        self._ahead[template] = self._worker.submit(self.create, template)
+        return name
+
+    def drop_later(self, names: list[str]) -> None:
+        if names:
+            self._jobs.append(self._worker.submit(_drop_databases, self.admin_url, names))
+
+    def close(self) -> None:
+        """Drop the copies made ahead, wait for every drop; the first error, if any, is raised."""
+        ahead = []
+        for future in self._ahead.values():
+            with contextlib.suppress(Exception):
+                ahead.append(future.result())
+        self._ahead.clear()
+        self.drop_later(ahead)
+        self._worker.shutdown(wait=True)
+        for job in self._jobs:
+            job.result()
+
+
 @pytest.fixture(scope="session")
-def warehouse_template(admin_url: str):
+def databases(admin_url: str):
+    """The session's database factory (see `Databases`)."""
+    dbs = Databases(admin_url)
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture(scope="session")
+def warehouse_template(databases: Databases):
     """A database migrated once for the session (built fresh from the current SQL files, dropped at the end)."""
     name = f"kp_tpl_{_sql_fingerprint()}_{uuid.uuid4().hex[:8]}"
-    _create_database(admin_url, name)
+    _create_database(databases.admin_url, name)
     try:
-        wh = Warehouse(url=_psycopg_url(db_url(admin_url, name)), schema_name=WAREHOUSE_SCHEMA)
+        wh = Warehouse(url=_psycopg_url(db_url(databases.admin_url, name)), schema_name=WAREHOUSE_SCHEMA)
         try:
             wh.migrate()
         finally:
             wh.dispose()  # a database is copied only while nobody is connected to it
         yield name
     finally:
-        _drop_databases(admin_url, [name])
+        databases.drop_later([name])  # after the copies of it under way: the worker keeps the order
 
 
 @pytest.fixture
-def new_database(admin_url: str):
+def new_database(databases: Databases):
     """Create databases for this test (empty, or copies of a template); all dropped after the test."""
     made: list[str] = []
 
     def create(template: str = "template0") -> str:
-        name = f"kp_t_{uuid.uuid4().hex[:16]}"
-        _create_database(admin_url, name, template)
+        name = databases.copy(template)
         made.append(name)
-        return db_url(admin_url, name)
+        return db_url(databases.admin_url, name)
 
     yield create
-    _drop_databases(admin_url, made)
+    databases.drop_later(made)
 
 
 @pytest.fixture
@@ -162,9 +213,19 @@ SIM_ANCHOR = None  # today (UTC midnight): the account's history ends where the 
 TEST_KEY = "pk_" + "t" * 34
 
 
+@pytest.fixture(scope="session")
+def _sim_stopper():
+    """Stops simulators in the background (a stop waits for the server's poll loop); all done by the end."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kp-test-sim-stop") as pool:
+        stops: list[Future] = []
+        yield lambda sim: stops.append(pool.submit(sim.stop))
+    for stop in stops:
+        stop.result()
+
+
 @pytest.fixture
-def make_sim():
-    """Start simulators over real HTTP on free ports; all stopped after the test."""
+def make_sim(_sim_stopper):
+    """Start simulators over real HTTP on free ports; all stopped after the test (in the background)."""
     from klaviyo_sim import Account, Simulator
 
     started = []
@@ -177,7 +238,7 @@ def make_sim():
 
     yield start
     for sim in started:
-        sim.stop()
+        _sim_stopper(sim)
 
 
 @pytest.fixture
