@@ -191,8 +191,9 @@ def make_warehouse(new_database, warehouse_template):
     """More migrated warehouses, each in a database of its own copied from the session's template."""
     made: list[Warehouse] = []
 
-    def make() -> Warehouse:
-        url = _psycopg_url(new_database(template=warehouse_template))
+    def make(template: str | None = None) -> Warehouse:
+        """A warehouse in a copy of the migrated template (or of `template`, a copy of it with data)."""
+        url = _psycopg_url(new_database(template=template or warehouse_template))
         wh = Warehouse(url=url, schema_name=WAREHOUSE_SCHEMA)
         made.append(wh)
         return wh

@@ -27,9 +27,11 @@ from klaviyo_sim.reports import (
 from pipelines.checks import stats_checks
 from pipelines.environment import ensure_database
 from pipelines.jobs import full_sync_job, stats_job
-from resources.klaviyo import KlaviyoResource
+from resources.klaviyo import KlaviyoClient, KlaviyoResource
+from resources.ratelimit import RateBudget
 from resources.reports import FAMILIES, MESSAGE_COUNTS, ReportCall, ReportLedger, plan_calls
-from tests.conftest import TEST_KEY, db_url
+from resources.warehouse import Warehouse
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, db_url
 
 UTC = dt.UTC
 TODAY = dt.datetime.now(UTC).date()
@@ -63,12 +65,23 @@ def run(defs, job, start, end, config=None, selection=None):
     )
 
 
-def load_entities(sim, warehouse, client_for):
+UPSTREAM = ("flows", "forms", "segments", "campaigns", "metrics")
+
+
+def load_entities(client, warehouse):
     """Flows, forms, segments, campaigns and metrics over the whole history (the statistics' upstream; the
     entity assets are tested in test_pipeline, so they are loaded here without a Dagster run)."""
-    client = client_for(sim)
-    for entity in ("flows", "forms", "segments", "campaigns", "metrics"):
+    for entity in UPSTREAM:
         sync_entity(SyncRequest(entity, None, None, full_refresh=True), client, warehouse)
+
+
+def upstream_fingerprint(account) -> list:
+    """What the loaded upstream depends on: each upstream record's id and attributes."""
+    return [
+        (r.id, r.attributes)
+        for kind in ("flow", "form", "segment", "campaign", "metric")
+        for r in account.collections[kind]
+    ]
 
 
 def report_calls(sim) -> list:
@@ -80,9 +93,38 @@ def table(warehouse, name: str, order: str) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {name} ORDER BY {order}"))]
 
 
+@pytest.fixture(scope="session")
+def upstream_template(databases, warehouse_template, tmp_path_factory):
+    """A copy of the migrated template with the upstream of the seed-7 account loaded, once per session:
+    every test here gets a copy of it rather than loading the same records again."""
+    from klaviyo_sim import Account, Simulator
+
+    name = databases.create(warehouse_template)
+    sim = Simulator(Account(seed=7), rate_limits=False).start()
+    wh = Warehouse(url=db_url(databases.admin_url, name), schema_name=WAREHOUSE_SCHEMA)
+    budget = RateBudget("upstream", tmp_path_factory.mktemp("rate"))
+    client = KlaviyoClient(TEST_KEY, base_url=sim.url, backoff_base=0.01, now_margin=1.0, budget=budget)
+    try:
+        load_entities(client, wh)
+        fingerprint = upstream_fingerprint(sim.account)
+    finally:
+        client.close()
+        wh.dispose()  # a database is copied only while nobody is connected to it
+        sim.stop()
+    yield name, fingerprint
+    databases.drop_later([name])
+
+
 @pytest.fixture
-def loaded(sim, warehouse, client_for):
-    load_entities(sim, warehouse, client_for)
+def warehouse(make_warehouse, upstream_template):
+    """Here: a warehouse with the statistics' upstream already loaded (a copy of `upstream_template`)."""
+    return make_warehouse(upstream_template[0])
+
+
+@pytest.fixture
+def loaded(sim, warehouse, upstream_template):
+    # The warehouse holds what load_entities read from an account equal to this test's simulator's.
+    assert upstream_fingerprint(sim.account) == upstream_template[1], "the simulator's account changed"
     return defs_for(sim, warehouse)
 
 
