@@ -3,7 +3,8 @@
 The Postgres server is found lazily (the `admin_url` fixture), never when this module is imported. Once per
 session the migrations are applied to a template database whose name carries a hash of sql/migrations and
 sql/views and a per-session suffix; every test that needs a warehouse gets a copy of it
-(`CREATE DATABASE ... TEMPLATE`), dropped after the test. Sessions running at once never share a database.
+(`CREATE DATABASE ... TEMPLATE`), dropped after the test (on a worker thread, see `Databases`); the template
+is dropped at the end of the session. Sessions running at once never share a database.
 """
 
 from __future__ import annotations
