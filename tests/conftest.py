@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Read when the definitions load: entity steps retry without a long pause in tests.
-os.environ.setdefault("KLAVIYO_STEP_RETRY_DELAY", "0.2")
+os.environ.setdefault("KLAVIYO_STEP_RETRY_DELAY", "0.02")
 # The daily partitions start 125 days before today, a little before the simulator's 120-day history (older
 # records still land in the first partition). With the default fixed start (2026-01-01) a full-history run
 # would grow by a partition, and Dagster's per-partition events, every day the suite is run.
