@@ -116,6 +116,15 @@ class Databases:
         self._ahead[template] = self._worker.submit(self.create, template)
         return name
 
+    def seal(self, name: str) -> None:
+        """Make `name` ready to be a template: close every connection to it (a database is copied only while
+        nobody is connected to it; e.g. a Dagster run leaves the pools of its resources' copies open)."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
     def drop_later(self, names: list[str]) -> None:
         if names:
             self._jobs.append(self._worker.submit(_drop_databases, self.admin_url, names))
@@ -213,6 +222,25 @@ def warehouse(make_warehouse):
 # -- the simulator -------------------------------------------------------------------------------------
 SIM_ANCHOR = None  # today (UTC midnight): the account's history ends where the pipeline's "today" begins
 TEST_KEY = "pk_" + "t" * 34
+
+
+def account_fingerprint(account) -> tuple:
+    """What a simulator's account serves: two equal fingerprints mean the same records (same seed, same day,
+    nothing touched since). For data loaded once per session from another simulator than the test's own."""
+    return (
+        account.account_id,
+        account.anchor,
+        tuple(sorted(account.counts.items())),
+        account.total_events,
+        [
+            (r.type, r.id, r.attributes, r.relationships, r.internal)
+            for items in account.collections.values()
+            for r in items
+        ],
+        [(r.id, r.attributes, r.relationships) for r in account.campaign_messages],
+        dict(account.profile_overrides),
+        dict(account.stat_revisions),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from pipelines.schedules import klaviyo_incremental_schedule, klaviyo_settle_sch
 from pipelines.sensors import klaviyo_bootstrap_sensor, klaviyo_change_sensor
 from resources.klaviyo import KlaviyoResource
 from resources.klaviyo_api import parse_timestamp
-from tests.conftest import TEST_KEY
+from resources.warehouse import Warehouse
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url
 
 UTC = dt.UTC
 KIND = {
@@ -129,11 +130,44 @@ def test_a_partition_loads_exactly_the_records_of_its_window(sim, warehouse, ent
     assert rows(warehouse, entity) == before
 
 
-def test_full_history_loads_every_entity_and_the_checks_pass(sim, warehouse):
-    defs = defs_for(sim, warehouse)
-    result = run(
-        defs, start=daily_partitions.get_first_partition_key(), end=daily_partitions.get_last_partition_key()
-    )
+@pytest.fixture(scope="session")
+def full_history(databases, warehouse_template, tmp_path_factory):
+    """One run of every entity over the whole history of the seed-7 account, once per session, into a copy
+    of the migrated template: the run is checked by test_full_history..., and the change sensor's test starts
+    from a copy of the warehouse it left. Yields the run's result, that database and the account's fingerprint.
+    """
+    from klaviyo_sim import Account, Simulator
+
+    name = databases.create(warehouse_template)
+    warehouse = Warehouse(url=db_url(databases.admin_url, name), schema_name=WAREHOUSE_SCHEMA)
+    sim = Simulator(Account(seed=7), rate_limits=False).start()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KLAVIYO_RATE_STATE_DIR", str(tmp_path_factory.mktemp("rate")))
+            first, today = (
+                daily_partitions.get_first_partition_key(),
+                daily_partitions.get_last_partition_key(),
+            )
+            result = run(defs_for(sim, warehouse), start=first, end=today)
+        fingerprint = account_fingerprint(sim.account)
+    finally:
+        warehouse.dispose()
+        databases.seal(name)
+        sim.stop()
+    yield result, name, fingerprint
+    databases.drop_later([name])
+
+
+def loaded_by_full_history(sim, make_warehouse, full_history) -> tuple:
+    """The session's full-history run and a copy of the warehouse it loaded, for a test whose simulator
+    serves the very same account."""
+    result, template, fingerprint = full_history
+    assert account_fingerprint(sim.account) == fingerprint, "the simulator's account changed"
+    return result, make_warehouse(template)
+
+
+def test_full_history_loads_every_entity_and_the_checks_pass(sim, make_warehouse, full_history):
+    result, warehouse = loaded_by_full_history(sim, make_warehouse, full_history)
     assert result.success
     acct = sim.account
     assert set(rows(warehouse, "profiles")) == {acct.profile_id(i) for i in range(acct.counts["profiles"])}
@@ -282,10 +316,11 @@ def test_bad_records_are_reported_and_do_not_stop_the_others(sim, warehouse):
     assert check["unique_keys"].passed and check["required_columns"].passed
 
 
-def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, warehouse):
-    defs = defs_for(sim, warehouse)
-    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
-    assert run(defs, start=first, end=today).success
+def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, make_warehouse, full_history):
+    # The warehouse after a full-history run of every entity (the session's, on the same account).
+    result, warehouse = loaded_by_full_history(sim, make_warehouse, full_history)
+    assert result.success
+    today = daily_partitions.get_last_partition_key()
     resources = {"klaviyo": KlaviyoResource(api_key=TEST_KEY, base_url=sim.url), "warehouse": warehouse}
     instance = dg.DagsterInstance.ephemeral()
     ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=None)

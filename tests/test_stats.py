@@ -31,7 +31,7 @@ from resources.klaviyo import KlaviyoClient, KlaviyoResource
 from resources.ratelimit import RateBudget
 from resources.reports import FAMILIES, MESSAGE_COUNTS, ReportCall, ReportLedger, plan_calls
 from resources.warehouse import Warehouse
-from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, db_url
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url
 
 UTC = dt.UTC
 TODAY = dt.datetime.now(UTC).date()
@@ -75,15 +75,6 @@ def load_entities(client, warehouse):
         sync_entity(SyncRequest(entity, None, None, full_refresh=True), client, warehouse)
 
 
-def upstream_fingerprint(account) -> list:
-    """What the loaded upstream depends on: each upstream record's id and attributes."""
-    return [
-        (r.id, r.attributes)
-        for kind in ("flow", "form", "segment", "campaign", "metric")
-        for r in account.collections[kind]
-    ]
-
-
 def report_calls(sim) -> list:
     return [c for c in sim.calls() if c.path.endswith("-reports")]
 
@@ -106,7 +97,7 @@ def upstream_template(databases, warehouse_template, tmp_path_factory):
     client = KlaviyoClient(TEST_KEY, base_url=sim.url, backoff_base=0.01, now_margin=1.0, budget=budget)
     try:
         load_entities(client, wh)
-        fingerprint = upstream_fingerprint(sim.account)
+        fingerprint = account_fingerprint(sim.account)
     finally:
         client.close()
         wh.dispose()  # a database is copied only while nobody is connected to it
@@ -124,7 +115,7 @@ def warehouse(make_warehouse, upstream_template):
 @pytest.fixture
 def loaded(sim, warehouse, upstream_template):
     # The warehouse holds what load_entities read from an account equal to this test's simulator's.
-    assert upstream_fingerprint(sim.account) == upstream_template[1], "the simulator's account changed"
+    assert account_fingerprint(sim.account) == upstream_template[1], "the simulator's account changed"
     return defs_for(sim, warehouse)
 
 
