@@ -15,7 +15,7 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -323,38 +323,81 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-class Background:
-    """A command running in the background, its output going to files; `result()` waits for it."""
+class Commands:
+    """Commands run one after another on a thread (each only when the one before exited 0), their output
+    going to files; `result(name)` waits for one and gives what subprocess.run would have."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], directory: Path, timeout: float):
+    def __init__(self, steps: list[tuple[str, list[str], float]], env: dict[str, str], directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
-        self._out, self._err = directory / "stdout.txt", directory / "stderr.txt"
-        self._deadline = time.monotonic() + timeout
-        with self._out.open("w") as out, self._err.open("w") as err:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        self._steps, self._env, self._directory = steps, env, directory
+        self._done = {name: threading.Event() for name, _, _ in steps}
+        self._results: dict[str, subprocess.CompletedProcess | subprocess.TimeoutExpired] = {}
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="kp-test-commands", daemon=True)
+        self._thread.start()
 
-    def result(self) -> subprocess.CompletedProcess:
-        """Wait for the command (up to its timeout from the start, like subprocess.run's)."""
+    def _run(self) -> None:
         try:
-            self.proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise
-        return subprocess.CompletedProcess(
-            self.proc.args, self.proc.returncode, self._out.read_text(), self._err.read_text()
-        )
+            for k, (name, argv, timeout) in enumerate(self._steps):
+                out, err = self._directory / f"{k}.stdout.txt", self._directory / f"{k}.stderr.txt"
+                with self._lock:
+                    if self._stopped:
+                        return
+                    with out.open("w") as stdout, err.open("w") as stderr:
+                        self._proc = subprocess.Popen(
+                            argv, cwd=ROOT, env=self._env, stdout=stdout, stderr=stderr, text=True
+                        )
+                try:
+                    code = self._proc.wait(timeout=timeout)  # from the step's start, like subprocess.run's
+                except subprocess.TimeoutExpired as exc:
+                    self._proc.kill()
+                    self._proc.wait()
+                    self._results[name] = exc
+                    return
+                self._results[name] = subprocess.CompletedProcess(
+                    argv, code, out.read_text(), err.read_text()
+                )
+                self._done[name].set()
+                if code != 0:
+                    return
+        finally:
+            for done in self._done.values():
+                done.set()
+
+    def result(self, name: str) -> subprocess.CompletedProcess:
+        self._done[name].wait()
+        outcome = self._results.get(name)
+        if outcome is None:
+            pytest.fail(f"{name!r} was not run: a command before it failed or the session is ending")
+        if isinstance(outcome, subprocess.TimeoutExpired):
+            raise outcome
+        return outcome
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        with self._lock:
+            self._stopped = True
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+        self._thread.join()
 
 
 @dataclass
 class CliRun:
-    home: Path  # the command's working directory (its tmp_path)
+    home: Path  # the commands' working directory (their tmp_path)
     env: dict[str, str]
-    started: Background
+    commands: Commands
+
+
+SYNC = [sys.executable, "-m", "pipelines", "sync"]
+# What `dagster dev` on a DAGSTER_HOME shows: each run's success, from the instance its dagster.yaml names.
+RUNS = """import json, sys
+import dagster as dg
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    print(json.dumps([run.is_success for run in instance.get_runs()]))
+"""
 
 
 @pytest.fixture(scope="session")
@@ -362,28 +405,38 @@ def cli_embedded_sync(tmp_path_factory):
     """`klaviyo-pipeline sync` with nothing configured (embedded Postgres, bundled simulator)."""
     home = tmp_path_factory.mktemp("cli-embedded")
     env = cli_env(home)
-    started = Background([sys.executable, "-m", "pipelines", "sync"], env, home / "output", timeout=600)
-    yield CliRun(home, env, started)
-    started.stop()
+    commands = Commands([("sync", SYNC, 600)], env, home / "output")
+    yield CliRun(home, env, commands)
+    commands.stop()
 
 
 @pytest.fixture(scope="session")
 def cli_configured_sync(tmp_path_factory, admin_url):
-    """`klaviyo-pipeline sync` on two fresh databases of the suite's server (warehouse, Dagster storage)."""
+    """`klaviyo-pipeline sync` twice, then `plan-stats`, on two fresh databases of the suite's server
+    (warehouse, Dagster storage); the runs the instance lists are read after each sync."""
     home = tmp_path_factory.mktemp("cli-configured")
     names = [f"kp_e2e_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     for name in names:
         _create_database(admin_url, name)
     warehouse, dagster_db = (db_url(admin_url, n) for n in names)
+    dagster_home = home / "dagster_home"
     env = cli_env(
         home,
         WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://"),
         DAGSTER_PG_URL=dagster_db.replace("postgresql://", "postgresql+psycopg2://"),
-        DAGSTER_HOME=str(home / "dagster_home"),
+        DAGSTER_HOME=str(dagster_home),
     )
-    started = Background([sys.executable, "-m", "pipelines", "sync"], env, home / "output", timeout=600)
-    yield CliRun(home, env, started)
-    started.stop()
+    runs = [sys.executable, "-c", RUNS, str(dagster_home)]
+    steps = [
+        ("sync", SYNC, 600),
+        ("runs after the first sync", runs, 300),
+        ("sync again", SYNC, 600),
+        ("runs after the second sync", runs, 300),
+        ("plan-stats", [sys.executable, "-m", "pipelines", "plan-stats"], 300),
+    ]
+    commands = Commands(steps, env, home / "output")
+    yield CliRun(home, env, commands)
+    commands.stop()
     _drop_databases(admin_url, names)
 
 
@@ -393,9 +446,9 @@ def cli_workspace_validation(tmp_path_factory):
     home = tmp_path_factory.mktemp("cli-validate")
     env = cli_env(home, DAGSTER_HOME=str(home))
     argv = [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"]
-    started = Background(argv, env, home / "output", timeout=300)
-    yield CliRun(home, env, started)
-    started.stop()
+    commands = Commands([("validate", argv, 300)], env, home / "output")
+    yield CliRun(home, env, commands)
+    commands.stop()
 
 
 def pytest_collection_modifyitems(config, items):

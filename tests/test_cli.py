@@ -1,47 +1,26 @@
 """The README's main command, end to end, in a subprocess on a fresh DAGSTER_HOME.
 
-The first command of each test is started when the session starts (see `STARTED_EARLY` in conftest): it runs
-in the background while the rest of the suite runs, and these tests, run last, wait for it.
+The commands are started when the session starts (see the `cli_*` fixtures in conftest): they run in the
+background while the rest of the suite runs, and these tests, run last, check what each command did.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
-import sys
 from pathlib import Path
 
-import dagster as dg
 
-from tests.conftest import ROOT
-
-
-def _sync(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines", "sync"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def _runs(dagster_home: Path, env: dict[str, str]) -> list:
-    old = dict(os.environ)
-    os.environ.update({k: env[k] for k in ("DAGSTER_PG_URL",) if k in env})
-    try:
-        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            return instance.get_runs()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+def _runs(listed: subprocess.CompletedProcess) -> list[bool]:
+    """Each run's success, as the instance of the DAGSTER_HOME lists them (the `RUNS` command's output)."""
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
+    return json.loads(listed.stdout.strip().splitlines()[-1])
 
 
 def test_main_command_on_a_configured_postgres(cli_configured_sync):
-    env = cli_configured_sync.env
-    home = Path(env["DAGSTER_HOME"])
-    done = cli_configured_sync.started.result()
+    commands = cli_configured_sync.commands
+    home = Path(cli_configured_sync.env["DAGSTER_HOME"])
+    done = commands.result("sync")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "using the bundled simulator" in out and "succeeded" in out
@@ -65,30 +44,27 @@ def test_main_command_on_a_configured_postgres(cli_configured_sync):
         line = next(line for line in out.splitlines() if line.startswith(table + " "))
         assert int(line.split()[1]) > 0, line
     assert (home / "dagster.yaml").exists()
-    runs = _runs(home, env)
-    assert len(runs) == 1 and runs[0].is_success  # `dagster dev` on this DAGSTER_HOME shows the run
+    runs = _runs(commands.result("runs after the first sync"))
+    assert len(runs) == 1 and runs[0]  # `dagster dev` on this DAGSTER_HOME shows the run, a success
 
-    again = _sync(env)
+    again = commands.result("sync again")
     assert again.returncode == 0
-    assert len(_runs(home, env)) == 2
+    assert len(_runs(commands.result("runs after the second sync"))) == 2
 
     # Everything older than the lookback is settled: a plan for the range asks only for the recent days.
-    planned = subprocess.run(
-        [sys.executable, "-m", "pipelines", "plan-stats"], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    planned = commands.result("plan-stats")
     assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
     assert "4 report calls for" in planned.stdout and "fits" in planned.stdout
 
 
 def test_main_command_with_nothing_configured_uses_embedded_postgres(cli_embedded_sync):
-    done = cli_embedded_sync.started.result()
+    done = cli_embedded_sync.commands.result("sync")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "embedded PostgreSQL" in done.stdout and "succeeded" in done.stdout
     assert (cli_embedded_sync.home / "state" / "dagster_home" / "dagster.yaml").exists()
 
 
 def test_dagster_cli_validates_the_workspace(cli_workspace_validation):
-    done = cli_workspace_validation.started.result()
+    done = cli_workspace_validation.commands.result("validate")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "klaviyo_pipeline" in done.stdout + done.stderr
