@@ -348,7 +348,7 @@ def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, m
     assert isinstance(again, dg.SkipReason)  # asked already; the run has not landed yet
 
 
-def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
+def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse, make_warehouse, full_history):
     instance = dg.DagsterInstance.ephemeral()
     ctx = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
     result = klaviyo_bootstrap_sensor(ctx)
@@ -359,11 +359,12 @@ def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
     assert flows.tags["dagster/asset_partition_range_start"] == daily_partitions.get_first_partition_key()
     assert flows.tags["dagster/asset_partition_range_end"] == daily_partitions.get_last_partition_key()
     assert "dagster/asset_partition_range_start" not in by_job["klaviyo_sync_tags"].tags
-    assert run(
-        defs_for(sim, warehouse),
-        start=flows.tags["dagster/asset_partition_range_start"],
-        end=flows.tags["dagster/asset_partition_range_end"],
-    ).success
+    # The run asked for, over that range: the session's full-history run of every entity (the same range, the
+    # same account); the sensor now looks at a copy of the warehouse that run loaded.
+    ran, warehouse = loaded_by_full_history(sim, make_warehouse, full_history)
+    assert ran.success
+    for bound in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
+        assert ran.dagster_run.tags[bound] == flows.tags[bound]
     later = klaviyo_bootstrap_sensor(
         dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}, cursor=None)
     )
