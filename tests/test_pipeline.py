@@ -18,7 +18,7 @@ from pipelines.sensors import klaviyo_bootstrap_sensor, klaviyo_change_sensor
 from resources.klaviyo import KlaviyoResource
 from resources.klaviyo_api import parse_timestamp
 from resources.warehouse import Warehouse
-from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url, start_simulator
 
 UTC = dt.UTC
 KIND = {
@@ -136,11 +136,9 @@ def full_history(databases, warehouse_template, tmp_path_factory):
     of the migrated template: the run is checked by test_full_history..., and the change sensor's test starts
     from a copy of the warehouse it left. Yields the run's result, that database and the account's fingerprint.
     """
-    from klaviyo_sim import Account, Simulator
-
     name = databases.create(warehouse_template)
     warehouse = Warehouse(url=db_url(databases.admin_url, name), schema_name=WAREHOUSE_SCHEMA)
-    sim = Simulator(Account(seed=7), rate_limits=False).start()
+    sim = start_simulator(rate_limits=False)
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("KLAVIYO_RATE_STATE_DIR", str(tmp_path_factory.mktemp("rate")))

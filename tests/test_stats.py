@@ -31,7 +31,7 @@ from resources.klaviyo import KlaviyoClient, KlaviyoResource
 from resources.ratelimit import RateBudget
 from resources.reports import FAMILIES, MESSAGE_COUNTS, ReportCall, ReportLedger, plan_calls
 from resources.warehouse import Warehouse
-from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url, start_simulator
 
 UTC = dt.UTC
 TODAY = dt.datetime.now(UTC).date()
@@ -88,10 +88,8 @@ def table(warehouse, name: str, order: str) -> list[dict]:
 def upstream_template(databases, warehouse_template, tmp_path_factory):
     """A copy of the migrated template with the upstream of the seed-7 account loaded, once per session:
     every test here gets a copy of it rather than loading the same records again."""
-    from klaviyo_sim import Account, Simulator
-
     name = databases.create(warehouse_template)
-    sim = Simulator(Account(seed=7), rate_limits=False).start()
+    sim = start_simulator(rate_limits=False)
     wh = Warehouse(url=db_url(databases.admin_url, name), schema_name=WAREHOUSE_SCHEMA)
     budget = RateBudget("upstream", tmp_path_factory.mktemp("rate"))
     client = KlaviyoClient(TEST_KEY, base_url=sim.url, backoff_base=0.01, now_margin=1.0, budget=budget)
