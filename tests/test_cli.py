@@ -1,79 +1,33 @@
-"""The README's main command, end to end, in a subprocess on a fresh DAGSTER_HOME."""
+"""The README's main command, end to end, in a subprocess on a fresh DAGSTER_HOME.
+
+The commands are started when the session starts (see the `cli_*` fixtures in conftest): they run in the
+background while the rest of the suite runs, and these tests, run last, check what each command did.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
+import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import dagster as dg
-import psycopg
 import pytest
 
-from tests.conftest import ADMIN_URL, _db_url
+from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "WAREHOUSE_", "DAGSTER_"))}
-    recent = (dt.date.today() - dt.timedelta(days=20)).isoformat()
-    env.update(
-        KLAVIYO_PIPELINE_HOME=str(tmp_path / "state"),
-        KLAVIYO_START_DATE=recent,
-        KLAVIYO_RATE_STATE_DIR=str(tmp_path / "rate"),
-        **extra,
-    )
-    return env
+def _runs(listed: subprocess.CompletedProcess) -> list[bool]:
+    """Each run's success, as the instance of the DAGSTER_HOME lists them (the `RUNS` command's output)."""
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
+    return json.loads(listed.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture
-def fresh_databases():
-    names = [f"kp_e2e_{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        for n in names:
-            conn.execute(f'CREATE DATABASE "{n}"')
-    yield [_db_url(n) for n in names]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        for n in names:
-            conn.execute(f'DROP DATABASE "{n}" WITH (FORCE)')
-
-
-def _sync(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines", "sync"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def _runs(dagster_home: Path, env: dict[str, str]) -> list:
-    old = dict(os.environ)
-    os.environ.update({k: env[k] for k in ("DAGSTER_PG_URL",) if k in env})
-    try:
-        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            return instance.get_runs()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-
-
-def test_main_command_on_a_configured_postgres(tmp_path, fresh_databases):
-    warehouse, dagster_db = fresh_databases
-    home = tmp_path / "dagster_home"
-    env = _clean_env(
-        tmp_path,
-        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://"),
-        DAGSTER_PG_URL=dagster_db.replace("postgresql://", "postgresql+psycopg2://"),
-        DAGSTER_HOME=str(home),
-    )
-    done = _sync(env)
+def test_main_command_on_a_configured_postgres(cli_configured_sync):
+    commands = cli_configured_sync.commands
+    home = Path(cli_configured_sync.env["DAGSTER_HOME"])
+    done = commands.result("sync")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "using the bundled simulator" in out and "succeeded" in out
@@ -97,40 +51,28 @@ def test_main_command_on_a_configured_postgres(tmp_path, fresh_databases):
         line = next(line for line in out.splitlines() if line.startswith(table + " "))
         assert int(line.split()[1]) > 0, line
     assert (home / "dagster.yaml").exists()
-    runs = _runs(home, env)
-    assert len(runs) == 1 and runs[0].is_success  # `dagster dev` on this DAGSTER_HOME shows the run
+    runs = _runs(commands.result("runs after the first sync"))
+    assert len(runs) == 1 and runs[0]  # `dagster dev` on this DAGSTER_HOME shows the run, a success
 
-    again = _sync(env)
+    again = commands.result("sync again")
     assert again.returncode == 0
-    assert len(_runs(home, env)) == 2
+    assert len(_runs(commands.result("runs after the second sync"))) == 2
 
     # Everything older than the lookback is settled: a plan for the range asks only for the recent days.
-    planned = subprocess.run(
-        [sys.executable, "-m", "pipelines", "plan-stats"], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    planned = commands.result("plan-stats")
     assert planned.returncode == 0, planned.stdout[-3000:] + planned.stderr[-3000:]
     assert "4 report calls for" in planned.stdout and "fits" in planned.stdout
 
 
-def test_main_command_with_nothing_configured_uses_embedded_postgres(tmp_path):
-    env = _clean_env(tmp_path)
-    done = _sync(env)
+def test_main_command_with_nothing_configured_uses_embedded_postgres(cli_embedded_sync):
+    done = cli_embedded_sync.commands.result("sync")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "embedded PostgreSQL" in done.stdout and "succeeded" in done.stdout
-    assert (tmp_path / "state" / "dagster_home" / "dagster.yaml").exists()
+    assert (cli_embedded_sync.home / "state" / "dagster_home" / "dagster.yaml").exists()
 
 
-def test_dagster_cli_validates_the_workspace(tmp_path):
-    env = _clean_env(tmp_path, DAGSTER_HOME=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_dagster_cli_validates_the_workspace(cli_workspace_validation):
+    done = cli_workspace_validation.commands.result("validate")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "klaviyo_pipeline" in done.stdout + done.stderr
 
@@ -156,7 +98,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_bad_dates_are_one_line_errors_before_anything_starts(tmp_path, args, message):
-    env = {**_clean_env(tmp_path), "KLAVIYO_START_DATE": "2026-01-01"}
+    env = {**cli_env(tmp_path), "KLAVIYO_START_DATE": "2026-01-01"}
     done = _cli(env, "sync", *args)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
@@ -165,7 +107,7 @@ def test_bad_dates_are_one_line_errors_before_anything_starts(tmp_path, args, me
 
 def test_an_unreachable_warehouse_is_a_one_line_error(tmp_path):
     url = "postgresql+psycopg://postgres:secret@127.0.0.1:1/nowhere"
-    done = _cli(_clean_env(tmp_path, WAREHOUSE_URL=url, DAGSTER_PG_URL=url), "sync")
+    done = _cli(cli_env(tmp_path, WAREHOUSE_URL=url, DAGSTER_PG_URL=url), "sync")
     assert done.returncode == 2
     line = done.stderr.strip()
     assert (
@@ -175,10 +117,10 @@ def test_an_unreachable_warehouse_is_a_one_line_error(tmp_path):
     assert "Traceback" not in done.stderr and "secret" not in done.stdout + done.stderr
 
 
-def test_a_refused_key_is_a_one_line_error_before_the_run(tmp_path, fresh_databases, make_sim):
+def test_a_refused_key_is_a_one_line_error_before_the_run(tmp_path, new_database, make_sim):
     sim = make_sim(api_keys={"pk_" + "r" * 34})
-    warehouse, dagster = fresh_databases
-    env = _clean_env(
+    warehouse, dagster = new_database(), new_database()
+    env = cli_env(
         tmp_path,
         WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://", 1),
         DAGSTER_PG_URL=dagster.replace("postgresql://", "postgresql+psycopg2://", 1),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from klaviyo_sim import Account
 from resources.catalogue import ENDPOINTS
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoError, QuotaExhausted
 from resources.klaviyo_api import parse_timestamp
+from resources.ratelimit import RateBudget
 from tests.conftest import TEST_KEY
 
 UTC = dt.UTC
@@ -113,16 +115,33 @@ def test_bounds_later_than_now_are_never_sent(sim, client_for):
         assert future.strftime("%Y-%m-%d") not in call.query
 
 
-def test_a_429_storm_is_ridden_out_without_early_requests(sim, client_for):
+class FakeClock:
+    """time.time for a RateBudget: sleeping moves it on at once, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_429_storm_is_ridden_out_without_early_requests(sim, client_for, tmp_path):
     sim.faults.retry_after = 1
     sim.faults.queue("429", "429", "429")
-    client = client_for(sim)
+    # The budget waits out Retry-After on a fake clock; each response is stamped with that clock's time.
+    clock = FakeClock()
+    client = client_for(sim, budget=RateBudget("storm", tmp_path / "rate", clock=clock, sleep=clock.sleep))
+    sent: list[tuple[float, int]] = []
+    client._session.hooks["response"].append(lambda r, *args, **kwargs: sent.append((clock(), r.status_code)))
     seen = ids_of(client.list_window("segments"))
     assert sorted(seen) == sorted(r.id for r in sim.account.segments)
-    calls = sim.calls()
-    for before, after in zip(calls, calls[1:], strict=False):
-        if before.status == 429:
-            assert after.at - before.at >= 1.0  # nothing was sent before Retry-After had passed
+    assert [status for _, status in sent] == [c.status for c in sim.calls()] and len(sent) > 4
+    for (at, status), (next_at, _) in zip(sent, sent[1:], strict=False):
+        if status == 429:
+            assert next_at - at >= 1.0  # nothing was sent before Retry-After had passed
     stats = client.stats.totals()
     assert stats.throttled == 3 and stats.retries == 3 and stats.throttled_seconds >= 2.5
 

@@ -20,7 +20,8 @@ from resources.catalogue import CATALOGUE
 from resources.catalogue import SMALL_ENTITIES as ENTITIES
 from resources.klaviyo import KlaviyoResource
 from resources.klaviyo_api import parse_timestamp
-from tests.conftest import TEST_KEY
+from resources.warehouse import Warehouse
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url, start_simulator
 
 UTC = dt.UTC
 KIND = {
@@ -139,11 +140,42 @@ def test_a_partition_loads_exactly_the_records_of_its_window(sim, warehouse, ent
     assert rows(warehouse, entity) == before
 
 
-def test_full_history_loads_every_entity_and_the_checks_pass(sim, warehouse):
-    defs = defs_for(sim, warehouse)
-    result = run(
-        defs, start=daily_partitions.get_first_partition_key(), end=daily_partitions.get_last_partition_key()
-    )
+@pytest.fixture(scope="session")
+def full_history(databases, warehouse_template, tmp_path_factory):
+    """One run of every entity over the whole history of the seed-7 account, once per session, into a copy
+    of the migrated template: the run is checked by test_full_history..., and the change sensor's test starts
+    from a copy of the warehouse it left. Yields the run's result, that database and the account's fingerprint.
+    """
+    name = databases.create(warehouse_template)
+    warehouse = Warehouse(url=db_url(databases.admin_url, name), schema_name=WAREHOUSE_SCHEMA)
+    sim = start_simulator(rate_limits=False)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KLAVIYO_RATE_STATE_DIR", str(tmp_path_factory.mktemp("rate")))
+            first, today = (
+                daily_partitions.get_first_partition_key(),
+                daily_partitions.get_last_partition_key(),
+            )
+            result = run(defs_for(sim, warehouse), start=first, end=today)
+        fingerprint = account_fingerprint(sim.account)
+    finally:
+        warehouse.dispose()
+        databases.seal(name)
+        sim.stop()
+    yield result, name, fingerprint
+    databases.drop_later([name])
+
+
+def loaded_by_full_history(sim, make_warehouse, full_history) -> tuple:
+    """The session's full-history run and a copy of the warehouse it loaded, for a test whose simulator
+    serves the very same account."""
+    result, template, fingerprint = full_history
+    assert account_fingerprint(sim.account) == fingerprint, "the simulator's account changed"
+    return result, make_warehouse(template)
+
+
+def test_full_history_loads_every_entity_and_the_checks_pass(sim, make_warehouse, full_history):
+    result, warehouse = loaded_by_full_history(sim, make_warehouse, full_history)
     assert result.success
     acct = sim.account
     assert set(rows(warehouse, "profiles")) == {acct.profile_id(i) for i in range(acct.counts["profiles"])}
@@ -191,7 +223,20 @@ def test_a_seven_day_backfill_is_one_run_equal_to_seven_single_days(sim, make_wa
     one, seven = make_warehouse(), make_warehouse()
     ranged = run(defs_for(sim, one), "klaviyo_sync_campaigns", start=start.isoformat(), end=end.isoformat())
     assert ranged.success
-    assert len(mat_metadata(ranged, "campaigns")) > 0
+    # One step read the seven days as one window and materialized each of the seven partitions.
+    steps = [e.step_key for e in ranged.all_events if e.event_type_value == "STEP_START"]
+    assert steps.count("klaviyo__campaigns") == 1
+    mats = [
+        e
+        for e in ranged.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["klaviyo", "campaigns"])
+    ]
+    assert sorted(e.partition for e in mats) == [(start + dt.timedelta(days=k)).isoformat() for k in range(7)]
+    meta = mat_metadata(ranged, "campaigns")
+    window = [dt.datetime.combine(start + dt.timedelta(days=k), dt.time(), UTC) for k in (0, 7)]
+    assert [dt.datetime.fromisoformat(meta[k]) for k in ("window_start", "window_end")] == window
+    in_window = [r for r in sim.account.campaigns if window[0] <= sim_stamp(r, "campaigns") < window[1]]
+    assert meta["records_read"] == meta["rows_inserted"] == len(in_window) > 0
     for k in range(7):
         day = (start + dt.timedelta(days=k)).isoformat()
         assert run(defs_for(sim, seven), "klaviyo_sync_campaigns", partition=day).success
@@ -279,10 +324,11 @@ def test_bad_records_are_reported_and_do_not_stop_the_others(sim, warehouse):
     assert check["required_columns"].passed and check["no_future_updates"].passed
 
 
-def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, warehouse):
-    defs = defs_for(sim, warehouse)
-    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
-    assert run(defs, start=first, end=today).success
+def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, make_warehouse, full_history):
+    # The warehouse after a full-history run of every entity (the session's, on the same account).
+    result, warehouse = loaded_by_full_history(sim, make_warehouse, full_history)
+    assert result.success
+    today = daily_partitions.get_last_partition_key()
     resources = {"klaviyo": KlaviyoResource(api_key=TEST_KEY, base_url=sim.url), "warehouse": warehouse}
     instance = dg.DagsterInstance.ephemeral()
     ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=None)
@@ -319,7 +365,7 @@ def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, w
     assert isinstance(again, dg.SkipReason)  # asked already; the run has not landed yet
 
 
-def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
+def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse, make_warehouse, full_history):
     instance = dg.DagsterInstance.ephemeral()
     ctx = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
     result = klaviyo_bootstrap_sensor(ctx)
@@ -330,11 +376,12 @@ def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse):
     assert flows.tags["dagster/asset_partition_range_start"] == daily_partitions.get_first_partition_key()
     assert flows.tags["dagster/asset_partition_range_end"] == daily_partitions.get_last_partition_key()
     assert "dagster/asset_partition_range_start" not in by_job["klaviyo_sync_tags"].tags
-    assert run(
-        defs_for(sim, warehouse),
-        start=flows.tags["dagster/asset_partition_range_start"],
-        end=flows.tags["dagster/asset_partition_range_end"],
-    ).success
+    # The run asked for, over that range: the session's full-history run of every entity (the same range, the
+    # same account); the sensor now looks at a copy of the warehouse that run loaded.
+    ran, warehouse = loaded_by_full_history(sim, make_warehouse, full_history)
+    assert ran.success
+    for bound in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
+        assert ran.dagster_run.tags[bound] == flows.tags[bound]
     later = klaviyo_bootstrap_sensor(
         dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}, cursor=None)
     )

@@ -110,7 +110,7 @@ def test_a_wrong_key_fails_at_once_with_a_clear_message(make_sim, warehouse):
 # -- 2. report pages ------------------------------------------------------------------------------------------
 def test_every_page_of_a_paged_report_lands(make_sim, warehouse, client_for):
     sim = make_sim(report_page_size=5)
-    load_entities(sim, warehouse, client_for)
+    load_entities(client_for(sim), warehouse)
     today = dt.datetime.now(UTC).date()
     start, end = today - dt.timedelta(days=45), today - dt.timedelta(days=1)
     assert stats_run(stats_defs_for(sim, warehouse), "klaviyo_sync_stats", start, end).success
@@ -128,7 +128,7 @@ def test_every_page_of_a_paged_report_lands(make_sim, warehouse, client_for):
 
 def test_a_call_whose_pages_do_not_all_land_covers_no_day(make_sim, warehouse, client_for):
     sim = make_sim(report_page_size=5)
-    load_entities(sim, warehouse, client_for)
+    load_entities(client_for(sim), warehouse)
     today = dt.datetime.now(UTC).date()
     config = {"ops": {"klaviyo_stats": {"config": {"daily_quota": 2}}}}
     selection = [dg.AssetKey(["klaviyo", "flow_stats_daily"])]
@@ -150,7 +150,7 @@ def test_a_call_whose_pages_do_not_all_land_covers_no_day(make_sim, warehouse, c
 @pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata"])
 def test_daily_statistics_are_the_accounts_local_days(make_sim, warehouse, client_for, zone):
     sim = make_sim(Account(seed=7, timezone=zone))
-    load_entities(sim, warehouse, client_for)
+    load_entities(client_for(sim), warehouse)
     calendar = AccountCalendar(zone)
     today = calendar.today(dt.datetime.now(UTC))
     # 2026-11-01 ends daylight saving time in New York: a 25-hour day, still one row per flow.
@@ -197,7 +197,7 @@ def test_a_timeframe_that_includes_today_ends_before_now():
 
 def test_a_run_of_today_is_accepted_by_a_server_that_refuses_future_ends(make_sim, warehouse, client_for):
     sim = make_sim(refuse_future_timeframes=True)
-    load_entities(sim, warehouse, client_for)
+    load_entities(client_for(sim), warehouse)
     today = dt.datetime.now(UTC).date()
     assert stats_run(stats_defs_for(sim, warehouse), "klaviyo_sync_stats", today, today).success
     assert sim.client_errors == []
@@ -227,7 +227,7 @@ def test_a_default_run_keeps_what_an_opt_in_run_loaded(sim, warehouse):
 # -- 6. campaign sends over several days ---------------------------------------------------------------------
 def test_a_campaigns_figures_always_cover_its_whole_send(make_sim, warehouse, client_for):
     sim = make_sim()
-    load_entities(sim, warehouse, client_for)
+    load_entities(client_for(sim), warehouse)
     account = sim.account
     today = dt.datetime.now(UTC).date()
     spread = [c for c in account.campaigns if len(account.campaign_send_days(c.id)) > 1]
@@ -311,7 +311,7 @@ def test_a_malformed_report_result_is_rejected_and_the_others_load():
 
 def test_a_malformed_report_result_fails_the_check_loudly(make_sim, warehouse, client_for):
     sim = make_sim()
-    load_entities(sim, warehouse, client_for)
+    load_entities(client_for(sim), warehouse)
     sim.faults.operations = {"query_form_series"}
     sim.faults.queue("badrow")
     today = dt.datetime.now(UTC).date()

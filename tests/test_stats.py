@@ -27,11 +27,13 @@ from klaviyo_sim.reports import (
 from pipelines.checks import stats_checks
 from pipelines.jobs import full_sync_job, stats_job
 from resources.calendar import AccountCalendar
-from resources.klaviyo import KlaviyoResource
+from resources.klaviyo import KlaviyoClient, KlaviyoResource
+from resources.ratelimit import RateBudget
 from resources.reports import FAMILIES, MESSAGE_COUNTS, ReportCall, plan_calls
+from resources.warehouse import Warehouse
 from resources.warehouse.core import ensure_database
 from resources.warehouse.ledger import ReportLedger
-from tests.conftest import ADMIN_URL, TEST_KEY, _db_url
+from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url, start_simulator
 
 UTC = dt.UTC
 TODAY = dt.datetime.now(UTC).date()
@@ -65,11 +67,13 @@ def run(defs, job, start, end, config=None, selection=None):
     )
 
 
-def load_entities(sim, warehouse, client_for):
+UPSTREAM = ("flows", "forms", "segments", "campaigns", "metrics")
+
+
+def load_entities(client, warehouse):
     """Flows, forms, segments, campaigns and metrics over the whole history (the statistics' upstream; the
     entity assets are tested in test_pipeline, so they are loaded here without a Dagster run)."""
-    client = client_for(sim)
-    for entity in ("flows", "forms", "segments", "campaigns", "metrics"):
+    for entity in UPSTREAM:
         sync_entity(SyncRequest(entity, None, None, full_refresh=True), client, warehouse)
 
 
@@ -82,6 +86,26 @@ def table(warehouse, name: str, order: str) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {name} ORDER BY {order}"))]
 
 
+@pytest.fixture(scope="session")
+def upstream_template(databases, warehouse_template, tmp_path_factory):
+    """A copy of the migrated template with the upstream of the seed-7 account loaded, once per session:
+    every test here gets a copy of it rather than loading the same records again."""
+    name = databases.create(warehouse_template)
+    sim = start_simulator(rate_limits=False)
+    wh = Warehouse(url=db_url(databases.admin_url, name), schema_name=WAREHOUSE_SCHEMA)
+    budget = RateBudget("upstream", tmp_path_factory.mktemp("rate"))
+    client = KlaviyoClient(TEST_KEY, base_url=sim.url, backoff_base=0.01, now_margin=1.0, budget=budget)
+    try:
+        load_entities(client, wh)
+        fingerprint = account_fingerprint(sim.account)
+    finally:
+        client.close()
+        wh.dispose()  # a database is copied only while nobody is connected to it
+        sim.stop()
+    yield name, fingerprint
+    databases.drop_later([name])
+
+
 @pytest.fixture
 def sim(make_sim):
     """The account without report pages: these tests count report requests as calls (pages are tested in
@@ -90,8 +114,15 @@ def sim(make_sim):
 
 
 @pytest.fixture
-def loaded(sim, warehouse, client_for):
-    load_entities(sim, warehouse, client_for)
+def warehouse(make_warehouse, upstream_template):
+    """Here: a warehouse with the statistics' upstream already loaded (a copy of `upstream_template`)."""
+    return make_warehouse(upstream_template[0])
+
+
+@pytest.fixture
+def loaded(sim, warehouse, upstream_template):
+    # The warehouse holds what load_entities read from an account equal to this test's simulator's.
+    assert account_fingerprint(sim.account) == upstream_template[1], "the simulator's account changed"
     return defs_for(sim, warehouse)
 
 
@@ -350,16 +381,16 @@ def test_views_return_the_seed_shapes_from_the_summaries(sim, warehouse, loaded)
     assert len(growth) == len(account.segments) * 41
 
 
-def test_the_bi_role_reads_views_and_cannot_write_or_reach_dagster(sim, warehouse, loaded):
+def test_the_bi_role_reads_views_and_cannot_write_or_reach_dagster(sim, warehouse, loaded, admin_url):
     assert run(loaded, "klaviyo_sync_stats", TODAY - dt.timedelta(days=3), TODAY).success
     login = f"bi_{uuid.uuid4().hex[:8]}"
-    dagster_db = "klaviyo_pipeline_test_dagster"
-    ensure_database(ADMIN_URL, dagster_db, private=True)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+    dagster_db = f"kp_dagster_{uuid.uuid4().hex[:12]}"  # private, like the one the CLI makes
+    ensure_database(admin_url, dagster_db, private=True)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {login} LOGIN IN ROLE klaviyo_bi")
     db = warehouse.engine.url.database
     try:
-        bi_url = _db_url(db).replace("postgres@", f"{login}@", 1)
+        bi_url = db_url(admin_url, db).replace("postgres@", f"{login}@", 1)
         with psycopg.connect(bi_url, options=f"-csearch_path={warehouse.schema_name}") as conn:
             assert conn.execute("SELECT count(*) FROM klaviyo_segments_report").fetchone()[0] > 0
             assert conn.execute("SELECT count(*) FROM klaviyo_daily_kpis").fetchone()[0] > 0
@@ -374,9 +405,10 @@ def test_the_bi_role_reads_views_and_cannot_write_or_reach_dagster(sim, warehous
                     conn.execute(statement)
                 conn.rollback()
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-            psycopg.connect(_db_url(dagster_db).replace("postgres@", f"{login}@", 1)).close()
+            psycopg.connect(db_url(admin_url, dagster_db).replace("postgres@", f"{login}@", 1)).close()
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dagster_db}" WITH (FORCE)')
             admin.execute(f"DROP ROLE {login}")
 
 
