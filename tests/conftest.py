@@ -32,7 +32,7 @@ os.environ.setdefault(
 
 import psycopg
 import pytest
-from resources.migrations import MIGRATIONS_DIR, VIEWS_DIR
+from resources.warehouse.migrations import MIGRATIONS_DIR, VIEWS_DIR
 
 from resources.warehouse import Warehouse
 
