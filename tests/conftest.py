@@ -32,9 +32,9 @@ os.environ.setdefault(
 
 import psycopg
 import pytest
-from resources.warehouse.migrations import MIGRATIONS_DIR, VIEWS_DIR
 
 from resources.warehouse import Warehouse
+from resources.warehouse.migrations import MIGRATIONS_DIR, VIEWS_DIR
 
 # The schema the warehouses of the tests live in (not `public`: the search path is exercised as in use).
 WAREHOUSE_SCHEMA = "kp_test"
