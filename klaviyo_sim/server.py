@@ -145,6 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
     sim: Simulator
     protocol_version = "HTTP/1.1"
     server_version = "klaviyo-sim"
+    # Headers and body go out in two writes; without TCP_NODELAY each response waits ~40 ms for the client's
+    # delayed ACK (measured: 44.8 ms vs 1.8 ms a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
