@@ -76,26 +76,25 @@ def ops(*names: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class ReportEndpoint:
-    """A Reporting API query: its path, the key scope it needs, and whether the spec declares `page_cursor`
-    on it (its results then come in pages, each a POST of the same body to `links.next`)."""
+    """A Reporting API query: its path and the key scope it needs. Its results may come in pages (the spec
+    declares `page_cursor` on the campaign and flow reports); the client follows `links.next` on every one."""
 
     kind: str
     path: str
     scope: str
-    paged: bool
     tier: Tier = REPORTS
 
 
 REPORT_ENDPOINTS: dict[str, ReportEndpoint] = {
     r.kind: r
     for r in [
-        ReportEndpoint("campaign-values", "/api/campaign-values-reports", "campaigns:read", paged=True),
-        ReportEndpoint("flow-values", "/api/flow-values-reports", "flows:read", paged=True),
-        ReportEndpoint("flow-series", "/api/flow-series-reports", "flows:read", paged=True),
-        ReportEndpoint("form-values", "/api/form-values-reports", "forms:read", paged=False),
-        ReportEndpoint("form-series", "/api/form-series-reports", "forms:read", paged=False),
-        ReportEndpoint("segment-values", "/api/segment-values-reports", "segments:read", paged=False),
-        ReportEndpoint("segment-series", "/api/segment-series-reports", "segments:read", paged=False),
+        ReportEndpoint("campaign-values", "/api/campaign-values-reports", "campaigns:read"),
+        ReportEndpoint("flow-values", "/api/flow-values-reports", "flows:read"),
+        ReportEndpoint("flow-series", "/api/flow-series-reports", "flows:read"),
+        ReportEndpoint("form-values", "/api/form-values-reports", "forms:read"),
+        ReportEndpoint("form-series", "/api/form-series-reports", "forms:read"),
+        ReportEndpoint("segment-values", "/api/segment-values-reports", "segments:read"),
+        ReportEndpoint("segment-series", "/api/segment-series-reports", "segments:read"),
     ]
 }
 

@@ -217,24 +217,6 @@ def has_rows(conn: Connection, table: str) -> bool:
     return conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {_ident(table)})")).scalar_one()
 
 
-def days_not_covered(
-    conn: Connection, account_id: str, family: str, start: dt.date, end: dt.date
-) -> list[dt.date]:
-    """Days of [start, end] a statistics family has never loaded."""
-    return (
-        conn.execute(
-            text(
-                """SELECT d::date FROM generate_series(CAST(:s AS date), CAST(:e AS date), interval '1 day') d
-                   WHERE NOT EXISTS (SELECT 1 FROM klaviyo_report_coverage c
-                                     WHERE c.account_id = :a AND c.family = :f AND c.day = d::date)"""
-            ),
-            {"s": start, "e": end, "a": account_id, "f": family},
-        )
-        .scalars()
-        .all()
-    )
-
-
 @dataclass(frozen=True)
 class EntityStatus:
     entity: str
@@ -259,10 +241,6 @@ def report_requests_on(conn: Connection, day: dt.date) -> int:
     return conn.execute(
         text("SELECT coalesce(sum(calls), 0) FROM klaviyo_report_quota WHERE day = :d"), {"d": day}
     ).scalar_one()
-
-
-def row_count(conn: Connection, table: str) -> int:
-    return conn.execute(text(f"SELECT count(*) FROM {_ident(table)}")).scalar_one()
 
 
 @dataclass(frozen=True)
