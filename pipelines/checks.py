@@ -157,12 +157,7 @@ entity_checks = [check for entry in CATALOGUE.values() for check in _checks_for(
 
 
 # -- statistics -------------------------------------------------------------------------------------------
-ENTITY_OF = {
-    "flow": "klaviyo_flows",
-    "form": "klaviyo_forms",
-    "segment": "klaviyo_segments",
-    "campaign": "klaviyo_campaigns",
-}
+ENTITY_OF = {name: CATALOGUE[f"{name}s"].table for name in FAMILIES}  # each family's entity table
 
 
 def _stats_checks_for(name: str) -> list[dg.AssetChecksDefinition]:
