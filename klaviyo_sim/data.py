@@ -13,8 +13,10 @@ import datetime as dt
 import html
 import random
 import threading
+import time
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +190,7 @@ class Account:
         timezone: str = "UTC",
         omit_relationship_data: bool = False,
         multi_day_sends: bool = True,
+        webhook_access: bool = True,
     ):
         counts = dict(SCALES[scale])
         if profiles is not None:
@@ -259,6 +262,14 @@ class Account:
         # Events imported late (import_events): few, held; they take the indices after the seeded ones.
         self.imported_timestamps: list[int] = []
         self._imported_keys: list[tuple[int, int, int]] = []  # (timestamp, 1, index), sorted
+        # -- system webhooks (klaviyo_sim/webhooks.py) --
+        # Klaviyo opens its Webhooks API to Advanced KDP accounts and app partners only: False answers it 403.
+        self.webhook_access = webhook_access
+        # When each event was created by a hook (id -> time.time()), for creation-to-warehouse latency, and the
+        # callbacks told of new events' ids (the webhook deliverer).
+        self.event_created_at: dict[str, float] = {}
+        self.event_listeners: list[Callable[[list[str]], None]] = []
+        # -- end system webhooks --
 
     def local_day(self, t: dt.datetime) -> dt.date:
         """The account's calendar day of an instant."""
@@ -870,7 +881,12 @@ class Account:
             self.imported_timestamps.extend([ts] * n)
             for i in indices:
                 bisect.insort(self._imported_keys, (ts, 1, i))
-        return [self.event_id(i) for i in indices]
+            ids = [self.event_id(i) for i in indices]
+            self.event_created_at.update(dict.fromkeys(ids, time.time()))  # system webhooks
+            listeners = list(self.event_listeners)
+        for listener in listeners:  # system webhooks
+            listener(ids)
+        return ids
 
     def touch_profiles(self, indices: list[int], at: dt.datetime | None = None) -> list[str]:
         at = (at or dt.datetime.now(UTC)).replace(microsecond=0)

@@ -35,6 +35,8 @@ from klaviyo_sim.limits import RateLimiter, buckets
 from klaviyo_sim.paging import collection_links, decode_cursor, page, self_link
 from klaviyo_sim.render import Renderer
 from klaviyo_sim.spec import Operation, match
+from klaviyo_sim.webhooks import OPERATIONS as WEBHOOK_OPERATIONS
+from klaviyo_sim.webhooks import WebhookService
 
 __all__ = ["ApiError", "Faults", "RateLimiter", "Renderer", "RequestRecord", "Simulator"]
 
@@ -69,6 +71,7 @@ class Simulator:
         report_page_size: int | None = 10,
         refuse_future_timeframes: bool = True,
         accounts: dict[str, Account] | None = None,
+        webhooks: WebhookService | None = None,
     ):
         self.account = account or Account()
         # Several accounts, one per key (own data, time zone, rate limits); other keys read `account`.
@@ -89,6 +92,13 @@ class Simulator:
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
+        # System webhooks (webhooks.py): the registry, its API and the deliverer of new events.
+        self.webhooks = webhooks or WebhookService()
+        self.webhooks.base_url = self.url
+        if self.webhooks.time_scale is None:
+            self.webhooks.time_scale = time_scale
+        for acct in (self.account, *self.accounts.values()):
+            self.webhooks.watch(acct)
 
     @property
     def url(self) -> str:
@@ -103,6 +113,7 @@ class Simulator:
         return self
 
     def stop(self) -> None:
+        self.webhooks.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -160,6 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
 
     # -- plumbing ------------------------------------------------------------------------------------
     def _record(self, status: int) -> None:
@@ -228,6 +242,15 @@ class _Handler(BaseHTTPRequestHandler):
             fault = sim.faults.next_fault(op.operation_id)
             if fault and self._fault(fault):
                 status = {"429": 429, "503": 503, "504html": 504, "403html": 403}.get(fault, 200)
+                return
+            if op.operation_id in WEBHOOK_OPERATIONS:  # system webhooks: CRUD and topics (webhooks.py)
+                status, answer = sim.webhooks.answer(
+                    account, op, item_id, params, query, raw_body, self._base()
+                )
+                if answer is None:
+                    self._send(status, b"", JSONAPI, limit_headers)
+                else:
+                    self._json(status, answer, limit_headers)
                 return
             if op.method == "post":
                 payload = reports.answer(
@@ -332,6 +355,11 @@ class _Handler(BaseHTTPRequestHandler):
         args = dict(parse_qsl(split.query, keep_blank_values=True))
         key = args.get("key")
         acct = self.sim.account_for(key)
+        if split.path.startswith(
+            "/_sim/webhooks/"
+        ):  # system webhooks: faults, settings, attempts (webhooks.py)
+            self._json(200, self.sim.webhooks.admin(split.path, args, acct))
+            return 200
         if split.path == "/_sim/touch":
             ids = acct.touch(args["type"], int(args.get("n", 1)))
         elif split.path == "/_sim/delete":
