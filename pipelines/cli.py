@@ -18,6 +18,7 @@ import sys
 import time
 
 from pipelines.environment import PROJECT_ROOT, prepared
+from pipelines.webhooks import add_webhook_commands
 from resources.catalogue import ALL_ENTITIES, CATALOGUE
 
 
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="check that the API key has every read scope the assets need (one small request each)"
     )
     check.set_defaults(func=cmd_check)
+    add_webhook_commands(sub)  # webhooks serve|register|list|delete (pipelines/webhooks.py)
     return parser
 
 

@@ -11,6 +11,7 @@ import dagster as dg
 from assets.entities import entity_assets, volume_assets
 from assets.reconcile import deletions
 from assets.stats import entity_summaries, klaviyo_stats
+from assets.webhook_events import webhook_events  # webhooks: the inbox drain
 from pipelines.checks import entity_checks, stats_checks
 from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, reconcile_job, stats_job
 from pipelines.schedules import (
@@ -26,14 +27,22 @@ from pipelines.sensors import (
     klaviyo_stats_automation,
     klaviyo_stats_catchup_sensor,
 )
+from pipelines.webhook_sensor import klaviyo_webhook_sensor, webhook_events_job  # webhooks
 from resources import settings
 from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
-    assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries, deletions],
+    assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries, deletions, webhook_events],
     asset_checks=[*entity_checks, *stats_checks],
-    jobs=[all_entities_job, full_sync_job, stats_job, reconcile_job, *entity_jobs.values()],
+    jobs=[
+        all_entities_job,
+        full_sync_job,
+        stats_job,
+        reconcile_job,
+        *entity_jobs.values(),
+        webhook_events_job,
+    ],
     schedules=[
         klaviyo_incremental_schedule,
         klaviyo_settle_schedule,
@@ -46,6 +55,7 @@ defs = dg.Definitions(
         klaviyo_run_failure_sensor,
         klaviyo_stats_catchup_sensor,
         klaviyo_stats_automation,
+        klaviyo_webhook_sensor,  # webhooks
     ],
     resources={
         "klaviyo": KlaviyoResource(

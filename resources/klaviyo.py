@@ -303,6 +303,8 @@ class KlaviyoClient:
             raise _Retryable(f"HTTP {status}{_html_note(response)}")
         if status >= 400:
             raise _client_error(method, endpoint, response)
+        if status == 204:
+            return {}  # No Content: a success without a body (e.g. DELETE /api/webhooks/{id})
         try:
             body = response.json()
         except ValueError:

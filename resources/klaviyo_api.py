@@ -23,6 +23,14 @@ SUPPORTED_REVISIONS = ("2026-04-15", "2026-07-15")
 ACCOUNTS_PATH = "/api/accounts"
 ACCOUNTS_SCOPE = "accounts:read"
 ACCOUNTS_TIER = XS
+# System webhooks (spec 2026-07-15): GET/POST /api/webhooks, GET/PATCH/DELETE /api/webhooks/{id} and GET
+# /api/webhook-topics[/{id}], every operation burst 1/s and steady 15/m (`x-klaviyo-ratelimit`: the XS tier);
+# reads need webhooks:read, create, update and delete webhooks:write.
+WEBHOOKS_PATH = "/api/webhooks"
+WEBHOOK_TOPICS_PATH = "/api/webhook-topics"
+WEBHOOKS_READ_SCOPE = "webhooks:read"
+WEBHOOKS_WRITE_SCOPE = "webhooks:write"
+WEBHOOKS_TIER = XS
 
 
 class UnsupportedRevision(ValueError):

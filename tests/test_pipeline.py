@@ -419,12 +419,13 @@ def test_definitions_load_with_the_expected_shape():
         "campaign_stats",
         "entity_summaries",
     }
-    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats, "deletions")}
+    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats, "deletions", "webhook_events")}
     assert {j.name for j in defs.jobs} == {
         "klaviyo_sync_all",
         "klaviyo_sync_stats",
         "klaviyo_full_sync",
         "klaviyo_reconcile_deletions",
+        "klaviyo_webhook_events",
         *(f"klaviyo_sync_{e}" for e in ALL_ASSETS),
     }
     assert {s.name for s in defs.schedules} == {
@@ -439,6 +440,7 @@ def test_definitions_load_with_the_expected_shape():
         "klaviyo_run_failure_sensor",
         "klaviyo_stats_catchup_sensor",
         "klaviyo_stats_automation",
+        "klaviyo_webhook_sensor",
     }
     graph = defs.resolve_asset_graph()
     flow_stats = graph.get(dg.AssetKey(["klaviyo", "flow_stats_daily"]))
