@@ -8,12 +8,14 @@ from pydantic import Field
 
 from assets.partitions import daily_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
-from assets.table_metadata import table_metadata
+from assets.table_metadata import code_version, partition_metadata, table_metadata
+from assets.transform import SHAPES
 from resources import settings
 from resources.catalogue import CATALOGUE, SMALL_ENTITIES, VOLUME_ENTITIES
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.klaviyo_api import Cond
 from resources.warehouse import Warehouse
+from resources.warehouse import queries as q
 from resources.warehouse.ledger import metric_ids_by_name
 
 UTC = dt.UTC
@@ -106,7 +108,6 @@ def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime | None, dt.d
 
 def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
     meta: dict = {
-        "dagster/row_count": outcome.counts.total,
         "rows_inserted": outcome.counts.inserted,
         "rows_updated": outcome.counts.updated,
         "rows_skipped": outcome.counts.skipped,
@@ -134,6 +135,22 @@ def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
     return meta
 
 
+def _rows_by_day(context: dg.AssetExecutionContext, outcome: SyncOutcome, warehouse: Warehouse) -> dict:
+    """The entity's live rows per partition day of the run (its cursor column's UTC day)."""
+    entry, keys = CATALOGUE[outcome.entity], context.partition_keys
+    with warehouse.engine.connect() as conn:
+        return q.rows_per_day(
+            conn,
+            entry.table,
+            entry.cursor_column,
+            outcome.account_id,
+            dt.date.fromisoformat(keys[0]),
+            dt.date.fromisoformat(keys[-1]),
+            utc=True,
+            with_history=keys[0] == daily_partitions.get_first_partition_key(),
+        )
+
+
 def build_entity_asset(entity: str) -> dg.AssetsDefinition:
     entry = CATALOGUE[entity]
     partitioned = entry.partitioned
@@ -143,7 +160,9 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         name=entity,
         key_prefix=["klaviyo"],
         group_name=entry.group,
-        kinds={"python", "postgres"},
+        kinds={"python", "pandas", "postgres"},
+        owners=settings.asset_owners(),
+        code_version=code_version(entry, SHAPES.get(entity)),
         description=entry.description,
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
@@ -195,11 +214,13 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
                 for table, c in outcome.included.items()
             )
         )
+        window = {**_metadata(outcome, client.stats.as_metadata()), **table_metadata(warehouse, entry.table)}
+        if not partitioned:
+            return dg.MaterializeResult(metadata={**window, "dagster/row_count": outcome.counts.total})
         return dg.MaterializeResult(
-            metadata={
-                **_metadata(outcome, client.stats.as_metadata()),
-                **table_metadata(warehouse, entry.table),
-            }
+            metadata=partition_metadata(
+                context, context.asset_key, window, _rows_by_day(context, outcome, warehouse)
+            )
         )
 
     return _asset

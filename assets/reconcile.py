@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.transform import INCLUDED_SHAPES
+from resources import settings
 from resources.catalogue import CATALOGUE, SMALL_ENTITIES
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoResource
 from resources.warehouse import Warehouse
@@ -83,6 +84,7 @@ class ReconcileConfig(dg.Config):
     key_prefix=["klaviyo"],
     group_name="klaviyo_maintenance",
     kinds={"python", "postgres"},
+    owners=settings.asset_owners(),
     deps=[dg.AssetKey(["klaviyo", e]) for e in SMALL_ENTITIES],
     pool="klaviyo_api",
     description="Marks rows of campaigns, flows, forms, segments, lists, metrics and tags that Klaviyo no longer "

@@ -9,12 +9,13 @@ from pydantic import Field
 
 from assets.partitions import daily_partitions
 from assets.report_loading import StatsOutcome, StatsRequest, load_statistics
-from assets.table_metadata import table_metadata
+from assets.table_metadata import code_version, partition_metadata, table_metadata
 from resources import settings
 from resources.calendar import AccountCalendar
 from resources.klaviyo import KlaviyoApiError, KlaviyoResource
 from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError
 from resources.warehouse import Warehouse
+from resources.warehouse import queries as q
 from resources.warehouse.ledger import ReportLedger
 from resources.warehouse.summaries import CHARTS, chart_series, refresh_summaries, top_flows_by_revenue
 
@@ -80,7 +81,9 @@ SPECS = [
         deps=[dg.AssetKey(["klaviyo", e]) for e in UPSTREAM[name]],
         description=DESCRIPTIONS[name],
         group_name="klaviyo_stats",
-        kinds={"python", "postgres"},
+        kinds={"python", "pandas", "postgres"},
+        owners=settings.asset_owners(),
+        code_version=code_version(FAMILIES[name]),
         partitions_def=daily_partitions,
         automation_condition=_stats_condition(),
         metadata={"table": FAMILIES[name].table, "dagster/table_name": FAMILIES[name].table},
@@ -141,7 +144,9 @@ def klaviyo_stats(
         if family.deferred:
             deferred.append(name)
             continue  # not materialized: its days wait for the quota (the catch-up sensor asks again)
-        metadata = {**_metadata(name, outcome, warehouse), **table_metadata(warehouse, FAMILIES[name].table)}
+        window = {**_metadata(name, outcome, warehouse), **table_metadata(warehouse, FAMILIES[name].table)}
+        rows = _rows_by_day(FAMILIES[name], outcome.account_id, first, last, warehouse)
+        metadata = partition_metadata(context, STATS_KEYS[name], window, rows)
         yield dg.MaterializeResult(asset_key=STATS_KEYS[name], metadata=metadata)
     if deferred:
         context.log.warning(
@@ -150,10 +155,17 @@ def klaviyo_stats(
         )
 
 
+def _rows_by_day(family, account_id: str, first: dt.date, last: dt.date, warehouse: Warehouse) -> dict | None:
+    """A daily family's rows per day (the account's days); None for campaigns (one row per campaign, no day)."""
+    if not family.series:
+        return None
+    with warehouse.engine.connect() as conn:
+        return q.rows_per_day(conn, family.table, "day", account_id, first, last, utc=False)
+
+
 def _metadata(name: str, outcome: StatsOutcome, warehouse: Warehouse) -> dict:
     family = outcome.families[name]
     meta: dict = {
-        "dagster/row_count": family.counts.total,
         "rows_inserted": family.counts.inserted,
         "rows_revised": family.counts.updated,
         "rows_unchanged": family.counts.skipped,
@@ -218,7 +230,8 @@ class SummaryConfig(dg.Config):
     name="entity_summaries",
     key_prefix=["klaviyo"],
     group_name="klaviyo_analytics",
-    kinds={"postgres"},
+    kinds={"python", "postgres"},
+    owners=settings.asset_owners(),
     deps=list(STATS_KEYS.values()),
     description="The entity tables' summary columns (recipients, rates, revenue, views, member counts) "
     "from the statistics; what the *_report views show.",

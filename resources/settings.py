@@ -56,3 +56,9 @@ def events_reread_days() -> int:
     if value < 1:
         raise ValueError("KLAVIYO_EVENTS_REREAD_DAYS must be at least 1")
     return value
+
+
+def asset_owners() -> list[str]:
+    """Who owns the assets in Dagster's UI: emails or `team:` names, comma-separated (KLAVIYO_ASSET_OWNERS)."""
+    raw = os.environ.get("KLAVIYO_ASSET_OWNERS", "team:data-engineering")
+    return [o.strip() for o in raw.split(",") if o.strip()]

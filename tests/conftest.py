@@ -410,11 +410,16 @@ class CliRun:
 
 
 SYNC = [sys.executable, "-m", "pipelines", "sync"]
-# What `dagster dev` on a DAGSTER_HOME shows: each run's success, from the instance its dagster.yaml names.
+# What `dagster dev` on a DAGSTER_HOME shows: each run (oldest first) with its job, success and the repository
+# the UI files it under, from the instance its dagster.yaml names.
 RUNS = """import json, sys
 import dagster as dg
 with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
-    print(json.dumps([run.is_success for run in instance.get_runs()]))
+    print(json.dumps([
+        {"job": r.job_name, "success": r.is_success, "repository": r.tags.get(".dagster/repository"),
+         "partitioned": "dagster/asset_partition_range_start" in r.tags}
+        for r in reversed(instance.get_runs())
+    ]))
 """
 
 

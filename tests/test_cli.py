@@ -7,6 +7,7 @@ background while the rest of the suite runs, and these tests, run last, check wh
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from tests.conftest import cli_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _runs(listed: subprocess.CompletedProcess) -> list[bool]:
-    """Each run's success, as the instance of the DAGSTER_HOME lists them (the `RUNS` command's output)."""
+def _runs(listed: subprocess.CompletedProcess) -> list[dict]:
+    """Each run (job, success, repository tag), as the instance of the DAGSTER_HOME lists them (the `RUNS`
+    command's output), oldest first."""
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
     return json.loads(listed.stdout.strip().splitlines()[-1])
 
@@ -51,12 +53,19 @@ def test_main_command_on_a_configured_postgres(cli_configured_sync):
         line = next(line for line in out.splitlines() if line.startswith(table + " "))
         assert int(line.split()[1]) > 0, line
     assert (home / "dagster.yaml").exists()
+    assert re.search(r"^checks \(run \S+\): \d+ passed, 0 failed", out, re.M), out[-2000:]
+    # `dagster dev` on this DAGSTER_HOME shows two successful runs under the job klaviyo_full_sync (Runs tab):
+    # the partitioned sync, then the whole-table asset checks.
     runs = _runs(commands.result("runs after the first sync"))
-    assert len(runs) == 1 and runs[0]  # `dagster dev` on this DAGSTER_HOME shows the run, a success
+    assert [(r["job"], r["success"], r["partitioned"]) for r in runs] == [
+        ("klaviyo_full_sync", True, True),
+        ("klaviyo_full_sync", True, False),
+    ]
+    assert {r["repository"] for r in runs} == {"__repository__@klaviyo_pipeline"}
 
     again = commands.result("sync again")
     assert again.returncode == 0
-    assert len(_runs(commands.result("runs after the second sync"))) == 2
+    assert len(_runs(commands.result("runs after the second sync"))) == 4
 
     # Everything older than the lookback is settled: a plan for the range asks only for the recent days.
     planned = commands.result("plan-stats")

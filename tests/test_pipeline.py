@@ -237,6 +237,15 @@ def test_a_seven_day_backfill_is_one_run_equal_to_seven_single_days(sim, make_wa
     assert [dt.datetime.fromisoformat(meta[k]) for k in ("window_start", "window_end")] == window
     in_window = [r for r in sim.account.campaigns if window[0] <= sim_stamp(r, "campaigns") < window[1]]
     assert meta["records_read"] == meta["rows_inserted"] == len(in_window) > 0
+    # Each partition's event says that day's rows; the run's figures come once, on the newest day, labelled.
+    per_day = {e.partition: e.materialization.metadata for e in mats}
+    for k in range(7):
+        day = start + dt.timedelta(days=k)
+        want = sum(1 for r in in_window if sim_stamp(r, "campaigns").date() == day)
+        assert per_day[day.isoformat()]["dagster/row_count"].value == want
+        has_window_figures = "rows_inserted" in per_day[day.isoformat()]
+        assert has_window_figures == (k == 6)
+    assert meta["figures_cover"] == f"the run's whole window: {start} .. {end} (7 partitions)"
     for k in range(7):
         day = (start + dt.timedelta(days=k)).isoformat()
         assert run(defs_for(sim, seven), "klaviyo_sync_campaigns", partition=day).success

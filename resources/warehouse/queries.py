@@ -266,6 +266,34 @@ def table_columns(conn: Connection, table: str) -> list[ColumnInfo]:
     return [ColumnInfo(r.name, r.type, r.nullable, r.comment) for r in rows]
 
 
+def rows_per_day(
+    conn: Connection,
+    table: str,
+    day: str,
+    account_id: str,
+    first: dt.date,
+    last: dt.date,
+    utc: bool,
+    with_history: bool = False,
+) -> dict[dt.date, int]:
+    """Live rows of an account per day of column `day` (a timestamp read as a UTC day when `utc`, else a date)
+    from `first` to `last`. With `with_history`, rows older than `first` count on `first` (the first daily
+    partition holds everything before it)."""
+    column = f"({_ident(day)} AT TIME ZONE 'UTC')::date" if utc else _ident(day)
+    live = (
+        " AND deleted_at IS NULL" if any(c.name == "deleted_at" for c in table_columns(conn, table)) else ""
+    )
+    since = "" if with_history else f" AND {column} >= :first"
+    rows = conn.execute(
+        text(
+            f"SELECT greatest({column}, :first) AS d, count(*) FROM {_ident(table)} "
+            f"WHERE account_id = :a AND {column} <= :last{since}{live} GROUP BY 1"
+        ),
+        {"a": account_id, "first": first, "last": last},
+    )
+    return dict(rows.tuples().all())
+
+
 def qualified_name(conn: Connection, table: str) -> str:
     """schema.table of a table as the search path finds it."""
     return conn.execute(

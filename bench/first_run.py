@@ -1,0 +1,127 @@
+"""README's main command on a fresh state: wall time of `klaviyo-pipeline sync` with nothing configured
+(embedded Postgres, the bundled simulator, a new Dagster instance), with its parts timed from its output.
+
+Figures are measured in the same run against baselines:
+- `dagster defaults`: the same code with Dagster's own event settings (one planned event per partition, events
+  written one by one), i.e. what the project's DAGSTER_RUN_EVENTS buy;
+- `--before REV` (e.g. the commit before a change): the same command from a checkout of that revision.
+
+    uv run --frozen python bench/first_run.py [--before 2b8932d] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from _common import ROOT
+
+# The parts, by the line that ends each (what `klaviyo-pipeline sync` prints).
+PARTS = [
+    ("setup: Postgres, simulator, migrations, account", re.compile(r"^syncing ")),
+    ("the sync run (every asset, one run)", re.compile(r"^run \S+: (succeeded|FAILED)")),
+    ("the asset checks (their own run)", re.compile(r"^checks \(run ")),
+    ("summary and shutdown", None),
+]
+UNSET = ("WAREHOUSE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME", "KLAVIYO_API_KEY", "KLAVIYO_BASE_URL")
+
+
+def timed_sync(checkout: Path, extra_env: dict[str, str]) -> dict[str, float]:
+    """One fresh-state `klaviyo-pipeline sync` in `checkout`; seconds per part and in all."""
+    with tempfile.TemporaryDirectory(prefix="first_run_") as state:
+        env = {k: v for k, v in os.environ.items() if k not in UNSET}
+        env.update(extra_env, KLAVIYO_PIPELINE_HOME=state, PYTHONUNBUFFERED="1")
+        began = time.monotonic()
+        proc = subprocess.Popen(
+            ["uv", "run", "--frozen", "klaviyo-pipeline", "sync"],
+            cwd=checkout,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        marks: dict[str, float] = {}
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            for name, pattern in PARTS:
+                if pattern is not None and name not in marks and pattern.search(line):
+                    marks[name] = time.monotonic() - began
+        if proc.wait() != 0:
+            sys.exit(f"the sync failed in {checkout}:\n{''.join(lines[-30:])}")
+        total = time.monotonic() - began
+    parts, previous = {}, 0.0
+    for name, _pattern in PARTS:
+        end = marks.get(name, total if name == PARTS[-1][0] else None)
+        if end is None:
+            continue  # an older revision has no such line (its checks ran inside the sync run)
+        parts[name], previous = end - previous, end
+    parts["total"] = total
+    return parts
+
+
+@contextlib.contextmanager
+def checkout_of(rev: str) -> Iterator[Path]:
+    """A worktree of `rev` with its own environment from its lock file (uv's cache makes this seconds)."""
+    with tempfile.TemporaryDirectory(prefix="first_run_rev_") as where:
+        path = Path(where) / "checkout"
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(path), rev], cwd=ROOT, check=True)
+        try:
+            subprocess.run(
+                ["uv", "sync", "--frozen", "--compile-bytecode", "-q"], cwd=path, check=True
+            )  # fmt: skip
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", help="also time this git revision (e.g. the commit before a change)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per configuration (medians are shown)")
+    args = parser.parse_args()
+
+    configs: list[tuple[str, contextlib.AbstractContextManager, dict[str, str]]] = [
+        ("this checkout", contextlib.nullcontext(ROOT), {}),
+        (
+            "this checkout, Dagster's defaults",
+            contextlib.nullcontext(ROOT),
+            {"DAGSTER_EVENT_BATCH_SIZE": "0", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "false"},
+        ),
+    ]
+    if args.before:
+        configs.append((f"revision {args.before}", checkout_of(args.before), {}))
+
+    results: dict[str, dict[str, float]] = {}
+    for label, checkout, env in configs:
+        with checkout as path:
+            rounds = [timed_sync(path, env) for _ in range(args.rounds)]
+        results[label] = {k: statistics.median(r[k] for r in rounds if k in r) for k in rounds[0]}
+        print(f"{label}: {results[label]['total']:.1f} s", flush=True)
+
+    print()
+    names = [p for p, _ in PARTS] + ["total"]
+    width = max(map(len, names))
+    print(f"{'part':<{width}}  " + "  ".join(f"{label[:28]:>28}" for label in results))
+    for name in names:
+        cells = [f"{r[name]:>26.1f} s" if name in r else f"{'-':>28}" for r in results.values()]
+        print(f"{name:<{width}}  " + "  ".join(cells))
+    base = results["this checkout"]["total"]
+    print(f"\ntarget: 30 s or less; this checkout {base:.1f} s", end="")
+    for label, r in results.items():
+        if label != "this checkout":
+            print(f"; {r['total'] / base:.1f}x faster than {label}", end="")
+    print()
+
+
+if __name__ == "__main__":
+    main()
