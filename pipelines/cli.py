@@ -152,6 +152,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _readable_account(env.klaviyo_base_url)
 
         from pipelines.definitions import defs
+        from pipelines.run_launcher import PID_TAG
 
         entities = args.entity or [*ALL_ENTITIES, "stats"]
         selection = [dg.AssetKey(["klaviyo", e]) for e in entities if e != "stats"]
@@ -173,7 +174,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         job = defs.resolve_job_def("klaviyo_full_sync")
         # Filed under the job in the UI; the asset checks run after the sync, as a run of their own: they check
         # whole tables, and inside a partitioned run Dagster would plan each check once per partition.
-        tags = {"klaviyo/trigger": "cli", ".dagster/repository": _repository_label()}
+        tags = {
+            "klaviyo/trigger": "cli",
+            ".dagster/repository": _repository_label(),
+            PID_TAG: str(os.getpid()),
+        }
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key in set(selection)}
         instance = dg.DagsterInstance.get()
         try:

@@ -130,12 +130,13 @@ def klaviyo_bootstrap_sensor(
 @dg.run_failure_sensor(
     name="klaviyo_run_failure_sensor",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks entities of a failed run as failed in klaviyo_sync_status (e.g. the run died outside the asset).",
+    description="Marks the entities a failed run left under way as interrupted in klaviyo_sync_status (the run "
+    "died outside the asset: a killed process, a lost worker found by run monitoring, a canceled run).",
 )
 def klaviyo_run_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehouse) -> None:
     message = context.failure_event.message or "run failed"
-    count = sync_status.mark_run_failed(warehouse.engine, context.dagster_run.run_id, message[:4000])
-    context.log.info(f"marked {count} entity sync(s) of run {context.dagster_run.run_id} as failed")
+    count = sync_status.mark_run_interrupted(warehouse.engine, context.dagster_run.run_id, message[:4000])
+    context.log.info(f"marked {count} entity sync(s) of run {context.dagster_run.run_id} as interrupted")
 
 
 @dg.sensor(

@@ -460,7 +460,7 @@ def test_definitions_load_with_the_expected_shape():
     assert tags.partitions_def is None and flows.partitions_def == daily_partitions
 
 
-def test_run_failure_sensor_marks_the_runs_entities_failed(sim, warehouse):
+def test_run_failure_sensor_marks_the_runs_entities_interrupted(sim, warehouse):
     from pipelines.sensors import klaviyo_run_failure_sensor
     from resources.warehouse import status as sync_status
 
@@ -487,4 +487,4 @@ def test_run_failure_sensor_marks_the_runs_entities_failed(sim, warehouse):
     ).for_run_failure()
     klaviyo_run_failure_sensor(context)
     row = status(warehouse, "flows")
-    assert row.status == "failed" and row.run_id == result.run_id and row.last_error
+    assert row.status == "interrupted" and row.run_id == result.run_id and row.last_error

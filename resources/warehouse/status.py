@@ -114,12 +114,14 @@ def record_failure(engine: Engine, run: RunRecord) -> None:
         conn.execute(_INSERT_RUN, _run_params(run, "failed"))
 
 
-def mark_run_failed(engine: Engine, run_id: str, error: str) -> int:
-    """Mark every entity still 'running' under a Dagster run as failed (the run died outside the asset)."""
+def mark_run_interrupted(engine: Engine, run_id: str, error: str) -> int:
+    """Mark every entity still 'running' under a Dagster run that ended as interrupted: the run stopped while
+    the sync was under way (its process died or was killed, or the run was canceled), since a sync that fails
+    on its own records 'failed' itself. The watermark stays where the last complete window left it."""
     with engine.begin() as conn:
         return conn.execute(
             text(
-                """UPDATE klaviyo_sync_status SET status = 'failed', last_finished_at = now(),
+                """UPDATE klaviyo_sync_status SET status = 'interrupted', last_finished_at = now(),
                      last_error = :err, updated_at = now()
                    WHERE run_id = :r AND status = 'running'"""
             ),
