@@ -17,7 +17,13 @@ from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError
 from resources.warehouse import Warehouse
 from resources.warehouse import queries as q
 from resources.warehouse.ledger import ReportLedger
-from resources.warehouse.summaries import CHARTS, chart_series, refresh_summaries, top_flows_by_revenue
+from resources.warehouse.summaries import (
+    CHART_DAYS,
+    CHARTS,
+    chart_series,
+    refresh_summaries,
+    top_flows_by_revenue,
+)
 
 UTC = dt.UTC
 STATS_KEYS = {
@@ -190,6 +196,7 @@ def _metadata(name: str, outcome: StatsOutcome, warehouse: Warehouse) -> dict:
 
 
 SPARK = "▁▂▃▄▅▆▇█"
+NAME_WIDTH = 24
 
 
 def sparkline(values: list[float]) -> str:
@@ -204,16 +211,19 @@ def sparkline(values: list[float]) -> str:
 
 
 def _chart(name: str, warehouse: Warehouse, account_id: str, today: dt.date) -> dict:
-    """Last 60 days as sparklines (markdown) plus the latest figure as a number Dagster plots across runs."""
+    """The last CHART_DAYS days as sparklines (markdown) plus the latest figures' sum as a number Dagster plots
+    across runs. Series names are cut to NAME_WIDTH characters so the table fits the metadata pane."""
     if name not in CHARTS:
         return {}
     label, rows = chart_series(warehouse, name, account_id, today)
     if not rows:
         return {}
-    lines = ["| series | latest | last 60 days |", "|---|---:|---|"]
+    lines = [f"| series | latest | last {CHART_DAYS} days |", "|---|---:|---|"]
     for r in rows:
         latest = r.series[-1]
-        lines.append(f"| {str(r.name).replace('|', '/')} | {latest:,.0f} | {sparkline(r.series)} |")
+        name = str(r.name).replace("|", "/")
+        name = name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
+        lines.append(f"| {name} | {latest:,.0f} | {sparkline(r.series)} |")
     return {
         label: dg.MetadataValue.md("\n".join(lines)),
         f"{label}_sum_of_latest": float(sum(r.series[-1] or 0 for r in rows)),

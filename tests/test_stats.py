@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from assets.entities import entity_assets
 from assets.report_loading import StatsRequest, load_statistics
-from assets.stats import STATS_KEYS, entity_summaries, klaviyo_stats
+from assets.stats import NAME_WIDTH, STATS_KEYS, entity_summaries, klaviyo_stats
 from assets.sync import SyncRequest, sync_entity
 from klaviyo_sim.reports import (
     FORM_STATS,
@@ -33,6 +33,7 @@ from resources.reports import FAMILIES, MESSAGE_COUNTS, ReportCall, plan_calls
 from resources.warehouse import Warehouse
 from resources.warehouse.core import ensure_database
 from resources.warehouse.ledger import ReportLedger
+from resources.warehouse.summaries import CHART_DAYS
 from tests.conftest import TEST_KEY, WAREHOUSE_SCHEMA, account_fingerprint, db_url, start_simulator
 
 UTC = dt.UTC
@@ -233,7 +234,10 @@ def test_a_rerun_revises_the_lookback_days_and_duplicates_nothing(sim, warehouse
     # The segment's later totals moved with the revised day.
     segment_meta = meta[STATS_KEYS["segment"]]
     assert segment_meta["rows_revised"].value == 3  # the revised day, the day after, today
-    assert "| last 60 days |" in segment_meta["segment_growth"].value
+    chart = segment_meta["segment_growth"].value
+    assert f"| last {CHART_DAYS} days |" in chart
+    # It fits the metadata pane: a character a day, names cut short.
+    assert all(len(line) <= NAME_WIDTH + CHART_DAYS + 30 for line in chart.splitlines()[2:]), chart
     # A full refresh reads the settled day too.
     config = {"ops": {"klaviyo_stats": {"config": {"full_refresh": True}}}}
     assert run(loaded, "klaviyo_sync_stats", start, end, config=config).success

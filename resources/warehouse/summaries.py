@@ -76,6 +76,9 @@ def refresh_summaries(warehouse: Warehouse, account_id: str, today: dt.date, day
     return changed
 
 
+CHART_DAYS = (
+    30  # days a chart's sparkline shows: one character a day, narrow enough for Dagster's metadata pane
+)
 CHARTS = {
     "segment": (
         "segment_growth",
@@ -83,29 +86,35 @@ CHARTS = {
                   array_agg(s.total_members ORDER BY s.day) AS series
            FROM klaviyo_segment_stats_daily s
            LEFT JOIN klaviyo_segments g ON g.account_id = s.account_id AND g.id = s.segment_id
-           WHERE s.account_id = :a AND s.day > CAST(:today AS date) - 60 GROUP BY s.segment_id, g.name
+           WHERE s.account_id = :a AND s.day > CAST(:today AS date) - :chart_days GROUP BY s.segment_id, g.name
            ORDER BY max(s.total_members) DESC LIMIT 10""",
     ),
     "flow": (
         "daily_revenue",
         """SELECT 'all flows' AS name, array_agg(revenue ORDER BY day) AS series
            FROM (SELECT day, sum(conversion_value) AS revenue FROM klaviyo_flow_stats_daily
-                 WHERE account_id = :a AND day > CAST(:today AS date) - 60 GROUP BY day) d""",
+                 WHERE account_id = :a AND day > CAST(:today AS date) - :chart_days GROUP BY day) d""",
     ),
     "form": (
         "daily_submits",
         """SELECT 'all forms' AS name, array_agg(submits ORDER BY day) AS series
            FROM (SELECT day, sum(submits) AS submits FROM klaviyo_form_stats_daily
-                 WHERE account_id = :a AND day > CAST(:today AS date) - 60 GROUP BY day) d""",
+                 WHERE account_id = :a AND day > CAST(:today AS date) - :chart_days GROUP BY day) d""",
     ),
 }
 
 
 def chart_series(warehouse: Warehouse, name: str, account_id: str, today: dt.date) -> tuple[str, list]:
-    """A statistics family's chart: its label, and (name, series over the last 60 days) rows."""
+    """A statistics family's chart: its label, and (name, series over the last CHART_DAYS days) rows."""
     label, sql = CHARTS[name]
     with warehouse.engine.connect() as conn:
-        rows = [r for r in conn.execute(text(sql), {"a": account_id, "today": today}).all() if r.series]
+        rows = [
+            r
+            for r in conn.execute(
+                text(sql), {"a": account_id, "today": today, "chart_days": CHART_DAYS}
+            ).all()
+            if r.series
+        ]
     return label, rows
 
 
