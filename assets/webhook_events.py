@@ -28,6 +28,8 @@ from resources.webhooks import event_resource
 
 UTC = dt.UTC
 EVENTS = CATALOGUE["events"]
+# Loaded inbox rows and deliveries older than this are deleted (their events live on in klaviyo_events).
+KEEP_LOADED_DAYS = 30
 
 
 @dataclass
@@ -102,6 +104,13 @@ def _load(
     outcome.accounts.add(account_id)
 
 
+def purge_inbox(warehouse: Warehouse, keep_loaded_days: int = KEEP_LOADED_DAYS) -> tuple[int, int]:
+    """Delete inbox rows loaded, and deliveries received, more than `keep_loaded_days` ago; (events, deliveries)."""
+    cutoff = dt.datetime.now(UTC) - dt.timedelta(days=keep_loaded_days)
+    with warehouse.transaction() as conn:
+        return inbox.purge_loaded(conn, cutoff)
+
+
 def _months(stamps: pd.Series) -> list[tuple[int, int]]:
     """The (year, month) partitions these datetimes fall in."""
     return sorted({(t.year, t.month) for t in stamps.dropna()})
@@ -114,7 +123,7 @@ class WebhookDrainConfig(dg.Config):
         default=EVENTS.batch_rows, ge=1, description="Inbox events loaded per transaction (polling's batch)."
     )
     keep_loaded_days: int = Field(
-        default=30,
+        default=KEEP_LOADED_DAYS,
         ge=0,
         description="Loaded inbox rows and deliveries older than this many days are deleted (their events live "
         "on in klaviyo_events); 0 keeps everything. Pending, rejected and unknown-topic rows are always kept.",
@@ -143,9 +152,7 @@ def webhook_events(
     warehouse.require_migrated()
     outcome = drain_inbox(warehouse, log=context.log, batch_rows=config.batch_rows)
     if config.keep_loaded_days:
-        cutoff = dt.datetime.now(UTC) - dt.timedelta(days=config.keep_loaded_days)
-        with warehouse.transaction() as conn:
-            outcome.purged_events, outcome.purged_deliveries = inbox.purge_loaded(conn, cutoff)
+        outcome.purged_events, outcome.purged_deliveries = purge_inbox(warehouse, config.keep_loaded_days)
     with warehouse.engine.connect() as conn:
         left = inbox.pending_summary(conn).count
     context.log.info(

@@ -12,6 +12,13 @@ where that comes from) and answers:
 No refused request writes a row; the body and the secret never reach a log line or a response.
 GET /healthz answers 200 while the warehouse answers, 503 otherwise.
 
+With `webhooks serve --load` (the default) each committed delivery also wakes an `InboxLoader`: one thread in
+the receiver's process that loads the inbox into klaviyo_events with `drain_inbox`, the drain the
+klaviyo/webhook_events asset runs, so an event lands about a second after Klaviyo sends it rather than at the
+sensor's next run (a tick every 5 s at best, then the launch of a Dagster run). Both claim inbox rows
+FOR UPDATE SKIP LOCKED, so they never load the same rows; what the loader cannot load stays pending for its
+next try and for the sensor's runs. `--no-load` leaves the inbox to the asset alone.
+
 The secret is KLAVIYO_WEBHOOK_SECRET (the webhook's secret_key at Klaviyo; `webhooks register` sets it from the
 same variable), the warehouse WAREHOUSE_URL. Klaviyo sends only to https URLs: put the receiver behind a TLS
 proxy and register the proxy's URL.
@@ -20,11 +27,14 @@ proxy and register the proxy's URL.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
 
+    from assets.webhook_events import DrainOutcome
     from resources.warehouse import Warehouse
 
 RECEIVE_PATH = "/klaviyo/webhooks"
@@ -43,6 +54,124 @@ DEFAULT_WEBHOOK_NAME = "klaviyo-pipeline"
 log = logging.getLogger("klaviyo_pipeline.webhooks")
 
 
+# -- loading in the receiver's process -----------------------------------------------------------------------
+class InboxLoader:
+    """One background thread that loads pending inbox events into klaviyo_events (`drain_inbox`) whenever it is
+    woken, and once when it starts (what an earlier process left pending). Wakes that come while it loads are
+    folded into one more pass. A failed pass is logged and tried again after `retry_seconds`; its events stay
+    pending meanwhile, for it and for the klaviyo/webhook_events asset. Loaded inbox rows older than
+    `keep_loaded_days` are purged at most every `purge_every` seconds, as the asset does after its runs."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        *,
+        retry_seconds: float = 5.0,
+        keep_loaded_days: int | None = None,
+        purge_every: float = 3600.0,
+        drain: Callable[..., DrainOutcome] | None = None,
+    ):
+        from assets.webhook_events import KEEP_LOADED_DAYS, drain_inbox
+
+        self.warehouse = warehouse
+        self.retry_seconds = retry_seconds
+        self.keep_loaded_days = KEEP_LOADED_DAYS if keep_loaded_days is None else keep_loaded_days
+        self.purge_every = purge_every
+        self._drain = drain or drain_inbox
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last_purge = float("-inf")
+        # What it did (for tests and a debugger; the log says it as it happens).
+        self.passes = 0
+        self.loaded = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def start(self) -> InboxLoader:
+        """Start the thread (once); its first pass loads whatever is pending."""
+        with self._lock:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._run, name="klaviyo-inbox-loader", daemon=True)
+                self._wake.set()
+                self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Ask for a pass (a delivery was committed)."""
+        self._wake.set()
+        if self._thread is None:
+            self.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch under way (its transaction commits or rolls back whole) and end the thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        retry_in: float | None = None
+        while True:
+            self._wake.wait(retry_in)
+            if self._stopping.is_set():
+                return
+            # Cleared before the pass: a delivery committed from here on wakes it for one more.
+            self._wake.clear()
+            try:
+                self._pass()
+            except Exception as exc:  # noqa: BLE001 - the rows stay pending; the next pass (or the asset) loads them
+                self.failures += 1
+                self.last_error = _short(exc)
+                log.error(
+                    "could not load the inbox into klaviyo_events (trying again in %.0f s; the events stay "
+                    "pending): %s",
+                    self.retry_seconds,
+                    self.last_error,
+                )
+                retry_in = self.retry_seconds
+                continue
+            retry_in = None
+            self.last_error = None
+            self._purge_when_due()
+
+    def _pass(self) -> None:
+        """Load batch after batch until none is pending (or the loader is stopped between two batches)."""
+        began, loaded, inserted, rejected = time.monotonic(), 0, 0, 0
+        while not self._stopping.is_set():
+            outcome = self._drain(self.warehouse, log=log, max_batches=1)
+            if not outcome.batches:
+                break
+            loaded += outcome.loaded
+            inserted += outcome.counts.inserted
+            rejected += len(outcome.rejected)
+            self.loaded += outcome.loaded
+        self.passes += 1
+        if loaded or rejected:
+            log.info(
+                "loaded %d inbox events into klaviyo_events (%d new rows, %d rejected) in %.2f s",
+                loaded,
+                inserted,
+                rejected,
+                time.monotonic() - began,
+            )
+
+    def _purge_when_due(self) -> None:
+        if not self.keep_loaded_days or time.monotonic() - self._last_purge < self.purge_every:
+            return
+        from assets.webhook_events import purge_inbox
+
+        self._last_purge = time.monotonic()
+        try:
+            events, deliveries = purge_inbox(self.warehouse, self.keep_loaded_days)
+        except Exception as exc:  # noqa: BLE001 - retention can wait for the next pass
+            log.warning("could not purge loaded inbox rows: %s", _short(exc))
+            return
+        if events or deliveries:
+            log.info("purged %d loaded inbox rows and %d deliveries", events, deliveries)
+
+
 # -- the receiver ---------------------------------------------------------------------------------------------
 def create_app(
     warehouse: Warehouse,
@@ -50,9 +179,11 @@ def create_app(
     *,
     max_body_bytes: int | None = None,
     clock: Callable[[], dt.datetime] | None = None,
+    loader: InboxLoader | None = None,
 ) -> Starlette:
     """The receiver's ASGI app: Klaviyo's deliveries into the warehouse's inbox, verified with `secret`; bodies
-    up to `max_body_bytes` (default MAX_BODY_BYTES); `clock` stands in for now in tests."""
+    up to `max_body_bytes` (default MAX_BODY_BYTES); `clock` stands in for now in tests. With a `loader`, each
+    committed delivery wakes it (and the app's shutdown stops it)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, Response
@@ -93,6 +224,8 @@ def create_app(
             stored.unknown_topic_events,
             stored.delivery_id,
         )
+        if loader is not None and stored.events > stored.unknown_topic_events:
+            loader.wake()  # after the commit: the loader's pass sees these rows
         return JSONResponse(
             {
                 "delivery": stored.delivery_id,
@@ -110,11 +243,22 @@ def create_app(
             return JSONResponse({"status": "warehouse unreachable", "error": _short(exc)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        if loader is not None:
+            loader.start()
+        try:
+            yield
+        finally:
+            if loader is not None:
+                await run_in_threadpool(loader.stop)
+
     return Starlette(
         routes=[
             Route(RECEIVE_PATH, receive, methods=["POST"]),
             Route(HEALTH_PATH, healthz, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
 
 
@@ -156,9 +300,10 @@ def _short(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {first[:300]}"
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
+def serve(port: int, host: str = "127.0.0.1", load: bool = True) -> None:
     """Serve the receiver with uvicorn until interrupted: the secret from KLAVIYO_WEBHOOK_SECRET, the warehouse
-    from WAREHOUSE_URL (its pending migrations applied first, as every process start does)."""
+    from WAREHOUSE_URL (its pending migrations applied first, as every process start does); with `load`, an
+    InboxLoader loads each committed delivery into klaviyo_events in this process."""
     import uvicorn
 
     from resources.warehouse import Warehouse, resolve_warehouse_url
@@ -173,9 +318,10 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
     # uvicorn's own logging, plus the receiver's lines (what was stored, what was refused and why).
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"][log.name] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    loader = InboxLoader(warehouse) if load else None
     try:
         uvicorn.run(
-            create_app(warehouse, secret),
+            create_app(warehouse, secret, loader=loader),
             host=host,
             port=port,
             server_header=False,
@@ -183,6 +329,8 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
             log_config=log_config,
         )
     finally:
+        if loader is not None:
+            loader.stop()
         warehouse.dispose()
 
 
@@ -200,6 +348,13 @@ def add_webhook_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     serve_cmd.add_argument("--port", type=int, required=True)
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_cmd.add_argument(
+        "--load",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="load each delivery into klaviyo_events within about a second, in this process (default); "
+        "--no-load leaves the inbox to the klaviyo/webhook_events asset and its sensor",
+    )
     serve_cmd.set_defaults(func=cmd_serve)
     register = sub.add_parser(
         "register",
@@ -232,7 +387,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     with prepared():
         print(f"receiving Klaviyo webhooks at http://{args.host}:{args.port}{RECEIVE_PATH}")
-        serve(args.port, args.host)
+        if args.load:
+            print("loading them into klaviyo_events in this process (--no-load: leave it to the asset)")
+        else:
+            print(
+                "leaving the inbox to the klaviyo/webhook_events asset and klaviyo_webhook_sensor (--no-load)"
+            )
+        serve(args.port, args.host, load=args.load)
     return 0
 
 

@@ -5,7 +5,8 @@
 - `repository`: the seed's repository API on one table, built on the same merge;
 - `status`: `klaviyo_sync_status` and `klaviyo_sync_runs`;
 - `ledger`: the Reporting API's quota, calls and coverage;
-- `queries`: named reads and maintenance writes for the assets, checks, sensors and the CLI.
+- `queries`: named reads and maintenance writes for the assets, checks, sensors and the CLI;
+- `inbox`: the webhook inbox (deliveries Klaviyo pushed, stored by the receiver, drained into klaviyo_events).
 """
 
 from resources.warehouse.core import (
