@@ -19,8 +19,8 @@ import pandas as pd
 from pydantic import Field
 from sqlalchemy import Connection
 
-from assets.table_metadata import table_metadata
-from assets.transform import TRANSFORMS
+from assets.table_metadata import code_version, table_metadata
+from assets.transform import SHAPES, TRANSFORMS
 from resources import settings
 from resources.catalogue import CATALOGUE
 from resources.warehouse import UpsertCounts, Warehouse, inbox
@@ -134,7 +134,9 @@ class WebhookDrainConfig(dg.Config):
     name="webhook_events",
     key_prefix=["klaviyo"],
     group_name="klaviyo_webhooks",
-    kinds={"python", "postgres"},
+    kinds={"python", "pandas", "postgres"},
+    owners=settings.asset_owners(),
+    code_version=code_version(EVENTS, SHAPES.get("events")),  # as klaviyo/events: the same load
     description="Events Klaviyo pushed by system webhook (klaviyo_webhook_inbox) loaded into klaviyo_events "
     "through the events transform and guarded upsert polling uses: one row per event, whichever way it came. "
     "Requested by klaviyo_webhook_sensor while events are pending.",
