@@ -157,9 +157,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         entities = args.entity or [*ALL_ENTITIES, "stats"]
         selection = [dg.AssetKey(["klaviyo", e]) for e in entities if e != "stats"]
         if "stats" in entities:
+            from assets.bi_views import VIEWS
             from assets.stats import STATS_KEYS
 
             selection += [*STATS_KEYS.values(), dg.AssetKey(["klaviyo", "entity_summaries"])]
+            selection += [view.key for view in VIEWS]
         run_config: dict = {
             "loggers": {"console": {"config": {"log_level": os.environ.get("KLAVIYO_LOG_LEVEL", "INFO")}}}
         }

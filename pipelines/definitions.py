@@ -8,6 +8,7 @@ import os
 
 import dagster as dg
 
+from assets.bi_views import klaviyo_bi_views
 from assets.entities import entity_assets, volume_assets
 from assets.reconcile import deletions
 from assets.stats import entity_summaries, klaviyo_stats
@@ -33,7 +34,15 @@ from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
 defs = dg.Definitions(
-    assets=[*entity_assets, *volume_assets, klaviyo_stats, entity_summaries, deletions, webhook_events],
+    assets=[
+        *entity_assets,
+        *volume_assets,
+        klaviyo_stats,
+        entity_summaries,
+        klaviyo_bi_views,
+        deletions,
+        webhook_events,
+    ],
     asset_checks=[*entity_checks, *stats_checks],
     jobs=[
         all_entities_job,

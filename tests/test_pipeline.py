@@ -428,7 +428,9 @@ def test_definitions_load_with_the_expected_shape():
         "campaign_stats",
         "entity_summaries",
     }
-    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats, "deletions", "webhook_events")}
+    views = {f"bi/{v}" for v in ("segments_report", "flows_report", "forms_report", "campaigns_report")}
+    views |= {"bi/daily_kpis", "bi/segment_growth"}
+    assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats, *views, "deletions", "webhook_events")}
     assert {j.name for j in defs.jobs} == {
         "klaviyo_sync_all",
         "klaviyo_sync_stats",

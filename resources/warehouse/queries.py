@@ -213,6 +213,11 @@ def latest_run_rejections(conn: Connection, report: str):
 
 
 # -- sensors and the CLI --------------------------------------------------------------------------------------
+def row_count(conn: Connection, table: str) -> int:
+    """Rows of a table or view."""
+    return conn.execute(text(f"SELECT count(*) FROM {_ident(table)}")).scalar_one()
+
+
 def has_rows(conn: Connection, table: str) -> bool:
     return conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {_ident(table)})")).scalar_one()
 
