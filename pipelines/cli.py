@@ -114,15 +114,12 @@ def _reachable_warehouse(url: str):
     print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
 
 
-def _readable_account(base_url: str) -> None:
+def _readable_account(env) -> None:
     """The API key is accepted (one request); a refused key is a one-line error before any run starts."""
-    from resources import settings
-    from resources.klaviyo import KlaviyoApiError, KlaviyoClient
+    from pipelines.environment import command_client
+    from resources.klaviyo import KlaviyoApiError
 
-    client = KlaviyoClient(
-        os.environ["KLAVIYO_API_KEY"], base_url=base_url, revision=settings.revision(),
-        rate_time_scale=settings.rate_time_scale(), max_attempts=3,
-    )  # fmt: skip
+    client = command_client(env)
     try:
         account = client.account()
     except KlaviyoApiError as exc:
@@ -149,7 +146,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     start, end = partition_range(args.start, args.end)
     with prepared() as env:
         _reachable_warehouse(env.warehouse_url)
-        _readable_account(env.klaviyo_base_url)
+        _readable_account(env)
 
         from pipelines.definitions import defs
         from pipelines.run_launcher import PID_TAG
@@ -308,16 +305,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     """One smallest request per endpoint the assets read; a table of scopes, non-zero exit if one is missing."""
     with prepared(warehouse=False) as env:
         from assets.access import check_access
-        from resources import settings
-        from resources.klaviyo import KlaviyoClient
+        from pipelines.environment import command_client
 
-        client = KlaviyoClient(
-            os.environ["KLAVIYO_API_KEY"],
-            base_url=env.klaviyo_base_url,
-            revision=settings.revision(),
-            rate_time_scale=settings.rate_time_scale(),
-            max_attempts=3,
-        )
+        client = command_client(env)
         try:
             results = check_access(client)
         finally:

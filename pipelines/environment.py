@@ -118,3 +118,18 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
             simulated=simulated,
             embedded=embedded,
         )
+
+
+def command_client(env: Environment):
+    """A Klaviyo client for a one-off command (`check`, `webhooks …`, the key check before a sync): the key and
+    host `prepared()` set, the pinned revision, three attempts per request."""
+    from resources import settings
+    from resources.klaviyo import KlaviyoClient
+
+    return KlaviyoClient(
+        os.environ["KLAVIYO_API_KEY"],
+        base_url=env.klaviyo_base_url,
+        revision=settings.revision(),
+        rate_time_scale=settings.rate_time_scale(),
+        max_attempts=3,
+    )

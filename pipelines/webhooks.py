@@ -457,19 +457,12 @@ def _usage(message: str) -> int:
 def _with_api(action: Callable) -> int:
     """Run `action(WebhooksApi)` against the account behind KLAVIYO_API_KEY (the simulator without one); a
     refusal by Klaviyo is one line on stderr and exit status 1."""
-    from pipelines.environment import prepared
-    from resources import settings
-    from resources.klaviyo import KlaviyoApiError, KlaviyoClient
+    from pipelines.environment import command_client, prepared
+    from resources.klaviyo import KlaviyoApiError
     from resources.webhooks import WebhookAccessError, WebhooksApi
 
     with prepared(warehouse=False) as env:
-        client = KlaviyoClient(
-            os.environ["KLAVIYO_API_KEY"],
-            base_url=env.klaviyo_base_url,
-            revision=settings.revision(),
-            rate_time_scale=settings.rate_time_scale(),
-            max_attempts=3,
-        )
+        client = command_client(env)
         try:
             return action(WebhooksApi(client))
         except (WebhookAccessError, KlaviyoApiError) as exc:
