@@ -37,7 +37,7 @@ from resources.klaviyo_api import (
     parse_timestamp,
     window_conditions,
 )
-from resources.ratelimit import RateBudget, Tier
+from resources.ratelimit import RateBudget, RedisRateBudget, Tier, shared_budget
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -191,7 +191,7 @@ class KlaviyoClient:
         backoff_cap: float = 30.0,
         max_retry_after: float = 300.0,
         now_margin: float = 5.0,
-        budget: RateBudget | None = None,
+        budget: RateBudget | RedisRateBudget | None = None,
         stats: ApiStats | None = None,
         account: AccountInfo | None = None,
         rate_time_scale: float = 1.0,
@@ -206,7 +206,7 @@ class KlaviyoClient:
         self.max_retry_after = max_retry_after
         self.now_margin = now_margin
         account_key = hashlib.sha256(f"{self.base_url}\0{api_key}".encode()).hexdigest()[:16]
-        self.budget = budget or RateBudget(account_key, time_scale=rate_time_scale)
+        self.budget = budget or shared_budget(account_key, time_scale=rate_time_scale)
         self.stats = stats or ApiStats()
         self._session = requests.Session()
         self._session.headers.update(
