@@ -6,6 +6,7 @@ klaviyo-pipeline ui                    # dagster dev on the same instance, wareh
 klaviyo-pipeline plan-stats --start 2025-12-01   # report calls a statistics backfill needs (sends none)
 klaviyo-pipeline migrate               # apply pending warehouse migrations
 klaviyo-pipeline check                 # does the API key have every scope the assets need?
+klaviyo-pipeline worker                # a Celery worker (KLAVIYO_EXECUTOR=celery runs spread over workers)
 """
 
 from __future__ import annotations
@@ -140,6 +141,26 @@ def _repository_label() -> str:
     return f"__repository__@{workspace['load_from'][0]['python_module']['location_name']}"
 
 
+def _execute(job, instance, run_config: dict, tags: dict, assets: set | None, checks: set):
+    """One run of (a subset of) klaviyo_full_sync: in this process, or with KLAVIYO_EXECUTOR=celery on the
+    Celery workers (the job then reconstructed from pipelines.definitions in each worker)."""
+    import dagster as dg
+
+    from pipelines import distributed
+
+    if not distributed.enabled():
+        subset = job.get_subset(asset_selection=assets, asset_check_selection=checks)
+        return subset.execute_in_process(
+            instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+        )  # fmt: skip
+    from pipelines.definitions import reconstructable_full_sync
+
+    subset = dg.reconstructable(reconstructable_full_sync).get_subset(
+        asset_selection=assets, asset_check_selection=checks
+    )
+    return dg.execute_job(subset, instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -180,28 +201,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
         }
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key in set(selection)}
         instance = dg.DagsterInstance.get()
+        range_tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
         try:
-            result = job.get_subset(
-                asset_selection=set(selection), asset_check_selection=set()
-            ).execute_in_process(
-                instance=instance,
-                run_config=run_config,
-                tags={
-                    **tags,
-                    "dagster/asset_partition_range_start": start,
-                    "dagster/asset_partition_range_end": end,
-                },
-                raise_on_error=False,
-            )
+            result = _execute(
+                job, instance, run_config, {**tags, **range_tags}, set(selection), set()
+            )  # fmt: skip
             synced_in = time.monotonic() - began
             checked = None
             if result.success and checks:
-                checked = job.get_subset(asset_check_selection=checks).execute_in_process(
-                    instance=instance,
-                    run_config={"loggers": run_config["loggers"]},
-                    tags=tags,
-                    raise_on_error=False,
-                )
+                checked = _execute(job, instance, {"loggers": run_config["loggers"]}, tags, None, checks)
         finally:
             instance.dispose()
         print()
@@ -324,6 +332,42 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker that takes the steps of runs started with KLAVIYO_EXECUTOR=celery."""
+    from sqlalchemy.engine import make_url
+
+    from pipelines import distributed
+    from pipelines.environment import state_dir
+
+    shared = ("KLAVIYO_API_KEY", "WAREHOUSE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME")
+    missing = [name for name in shared if not os.environ.get(name)]
+    if missing:
+        raise UsageError(
+            f"a worker runs steps against the runs' own account, warehouse and Dagster instance: set "
+            f"{', '.join(missing)} as where the runs are launched (no embedded defaults for a worker)"
+        )
+    settings = distributed.celery_settings()
+    argv, env = distributed.worker_command(state_dir() / "celery" / args.name, args.name, args.concurrency)
+    broker = make_url(settings.broker.replace("pyamqp://", "amqp://", 1)).render_as_string(hide_password=True)
+    print(f"worker {args.name}: {args.concurrency} step(s) at once from queue {settings.queue!r} at {broker}")
+    proc = subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)  # Celery's warm shutdown: running steps finish
+        try:
+            return proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return 1
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     with prepared() as env:
         from resources.warehouse import Warehouse
@@ -362,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--lookback-days", type=int, default=7)
     stats.add_argument("--daily-quota", type=int, default=225, help="report requests a day (Klaviyo: 225)")
     stats.set_defaults(func=cmd_plan_stats)
+    worker = sub.add_parser(
+        "worker", help="start a Celery worker for runs started with KLAVIYO_EXECUTOR=celery (any machine)"
+    )
+    worker.add_argument("--name", default="klaviyo", help="the worker's name (its host is appended)")
+    worker.add_argument("--concurrency", type=int, default=2, help="steps it runs at once (processes)")
+    worker.set_defaults(func=cmd_worker)
     mig = sub.add_parser("migrate", help="apply pending warehouse migrations")
     mig.set_defaults(func=cmd_migrate)
     check = sub.add_parser(

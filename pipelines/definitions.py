@@ -13,6 +13,7 @@ from assets.entities import entity_assets, volume_assets
 from assets.reconcile import deletions
 from assets.stats import entity_summaries, klaviyo_stats
 from assets.webhook_events import webhook_events  # webhooks: the inbox drain
+from pipelines import distributed
 from pipelines.checks import entity_checks, stats_checks
 from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, reconcile_job, stats_job
 from pipelines.schedules import (
@@ -75,7 +76,14 @@ defs = dg.Definitions(
         ),
         "warehouse": Warehouse(url=dg.EnvVar("WAREHOUSE_URL")),
     },
+    executor=distributed.executor(),  # Celery when KLAVIYO_EXECUTOR=celery, else Dagster's default
 )
+
+
+def reconstructable_full_sync() -> dg.JobDefinition:
+    """klaviyo_full_sync, for `dg.reconstructable`: a run whose steps execute elsewhere (Celery workers)
+    loads its job from here."""
+    return defs.resolve_job_def("klaviyo_full_sync")
 
 
 def _migrate_on_load() -> None:
