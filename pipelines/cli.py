@@ -350,22 +350,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     argv, env = distributed.worker_command(state_dir() / "celery" / args.name, args.name, args.concurrency)
     broker = make_url(settings.broker.replace("pyamqp://", "amqp://", 1)).render_as_string(hide_password=True)
     print(f"worker {args.name}: {args.concurrency} step(s) at once from queue {settings.queue!r} at {broker}")
-    proc = subprocess.Popen(
-        argv,
-        cwd=PROJECT_ROOT,
-        env=env,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)  # Celery's warm shutdown: running steps finish
-        try:
-            return proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            return 1
+    sys.stdout.flush()
+    os.chdir(PROJECT_ROOT)
+    os.execve(
+        argv[0], argv, env
+    )  # the worker is Celery itself: signals (TERM: warm shutdown) reach it as sent
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

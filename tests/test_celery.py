@@ -85,7 +85,7 @@ def test_two_celery_workers_run_a_30_day_range_and_the_warehouse_equals_the_simu
         [sys.executable, "-m", "pipelines", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert migrated.returncode == 0, migrated.stderr[-2000:]
-    logs = {name: tmp_path / f"{name}.log" for name in ("w1", "w2")}
+    logs = {f"{name}-{uuid.uuid4().hex[:6]}": tmp_path / f"{name}.log" for name in ("w1", "w2")}
     workers = [
         _start([sys.executable, "-m", "pipelines", "worker", "--name", name, "--concurrency", "1"], env, log)
         for name, log in logs.items()
