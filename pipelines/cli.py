@@ -20,7 +20,7 @@ import time
 
 from pipelines.environment import PROJECT_ROOT, prepared
 from pipelines.webhooks import add_webhook_commands
-from resources.catalogue import ALL_ENTITIES, CATALOGUE
+from resources.catalogue import ALL_ENTITIES, CATALOGUE, nested_under
 
 
 def _print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
@@ -173,6 +173,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         from pipelines.run_launcher import PID_TAG
 
         entities = args.entity or [*ALL_ENTITIES, "stats"]
+        # An entity's sync also runs what is nested under it (flows: their messages), as its job does.
+        entities = list(dict.fromkeys(x for e in entities for x in (e, *nested_under(e))))
         selection = [dg.AssetKey(["klaviyo", e]) for e in entities if e != "stats"]
         if "stats" in entities:
             from assets.bi_views import VIEWS
@@ -249,7 +251,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         ]
         # Own process group, SIGINT restored: dagster dev then stops cleanly with the group.
         # `dagster dev` says it is superseded by `dg dev` (a separate package); expected, so not shown.
-        quiet = "ignore::dagster_shared.utils.warnings.SupersessionWarning"
+        # (By its message and a builtin category: a filter naming Dagster's own warning class makes every
+        # child Python process complain that it cannot import it at startup.)
+        quiet = "ignore:Function `dev_command` is superseded:FutureWarning"
         env = {
             **os.environ,
             "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet])),

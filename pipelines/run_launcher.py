@@ -65,8 +65,11 @@ class MonitoredRunLauncher(DefaultRunLauncher):
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         pid = worker_pid(self._instance, run.run_id)
         if pid is None:
+            # Not recorded (yet: the code server reports it a moment after the run starts; or never, for a run
+            # executed by other means): no evidence of death. Run monitoring counts anything but RUNNING as a
+            # dead worker, so this must not say UNKNOWN.
             return CheckRunHealthResult(
-                WorkerStatus.UNKNOWN, "the run worker has not recorded its process yet"
+                WorkerStatus.RUNNING, "the run worker has not recorded its process yet"
             )
         if process_alive(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
