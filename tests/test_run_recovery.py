@@ -187,14 +187,18 @@ def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
         # A range from the first partition to today's (live, open-ended) reads every event the account has.
         want = {sim.account.event_id(i) for i in range(sim.account.total_events)}
         assert loaded == want and want
-        # Run monitoring found the worker dead through the launcher's health check.
+        # Dagster found the worker dead: the code server that started it (it watches its run processes), or run
+        # monitoring through the launcher's health check (when the code server cannot tell), whichever came first.
         with dg.DagsterInstance.get() as instance:
             messages = [
                 r.event_log_entry.dagster_event.message or ""
                 for r in instance.get_records_for_run(first.run_id, limit=100000).records
                 if r.event_log_entry.dagster_event is not None
             ]
-        assert any("is gone: killed or crashed" in m for m in messages), messages[-10:]
+        explained = [
+            m for m in messages if "is gone: killed or crashed" in m or "Run execution process for" in m
+        ]
+        assert explained, [m for m in messages if "fail" in m.lower() or "process" in m.lower()][-10:]
     finally:
         os.killpg(daemon.pid, signal.SIGINT)
         try:
@@ -202,3 +206,23 @@ def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
         engine.dispose()
+
+
+def test_the_health_check_fails_only_a_worker_known_to_be_gone():
+    from dagster._core.launcher import WorkerStatus
+
+    from pipelines.run_launcher import PID_TAG, MonitoredRunLauncher
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with dg.DagsterInstance.ephemeral() as instance:
+        launcher = MonitoredRunLauncher()
+        launcher.register_instance(instance)
+
+        def status(tags: dict) -> WorkerStatus:
+            run = instance.create_run_for_job(dg.GraphDefinition("g").to_job(), tags=tags)
+            return launcher.check_run_worker_health(run).status
+
+        assert status({PID_TAG: str(os.getpid())}) == WorkerStatus.RUNNING  # alive
+        assert status({PID_TAG: str(gone.pid)}) == WorkerStatus.FAILED  # exited and reaped
+        assert status({}) == WorkerStatus.RUNNING  # not recorded: no evidence of death
