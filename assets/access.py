@@ -36,8 +36,18 @@ def requirements() -> list[Requirement]:
     out = [Requirement("(every asset)", f"GET {ACCOUNTS_PATH}", ACCOUNTS_SCOPE, None)]
     for entity in ALL_ENTITIES:
         endpoint = ENDPOINTS[entity]
+        member_of = CATALOGUE[entity].member_of
+        if member_of is not None:
+            # A list's or segment's members need the group's scope and profiles:read (the spec's
+            # x-klaviyo-scopes); the route needs a group id, so each scope is proven by its own listing.
+            for scope, probe in ((endpoint.scope, member_of), (ENDPOINTS["profiles"].scope, "profiles")):
+                out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}", scope, probe))
+            continue
         include = f"?include={','.join(CATALOGUE[entity].include)}" if CATALOGUE[entity].include else ""
-        out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}{include}", endpoint.scope, entity))
+        # A nested endpoint needs a parent's id: its scope is proven by its parent's listing (the same scope).
+        parent = CATALOGUE[entity].parent
+        probe = entity if parent is None else parent.entity
+        out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}{include}", endpoint.scope, probe))
     for name, key in STATS_KEYS.items():
         report = REPORT_ENDPOINTS[FAMILIES[name].report]
         proof = next(e for e in ENDPOINTS.values() if e.scope == report.scope)
@@ -55,6 +65,10 @@ def check_access(client: KlaviyoClient) -> list[AccessResult]:
         ok, detail = answers[req.probe]
         if ok and req.endpoint.startswith("POST"):
             detail = f"{detail} (scope proven by GET {ENDPOINTS[req.probe].path}; no report quota spent)"
+        elif ok and req.probe is not None:
+            proof = f"GET {ENDPOINTS[req.probe].path}"
+            if req.endpoint.partition("?")[0] != proof:  # e.g. a list's members: the route needs a list id
+                detail = f"{detail} (scope proven by {proof})"
         results.append(AccessResult(req, ok, detail))
     return results
 

@@ -1,17 +1,20 @@
 """The entity assets, from one factory over the catalogue (resources/catalogue.py): klaviyo/campaigns, flows,
-forms, segments, lists, metrics, tags, profiles, events."""
+forms, segments, lists, metrics, tags, profiles, events, and the nested ones read under a parent's changed
+records (flow_messages under flows, form_versions under forms: assets/nested.py)."""
 
 import datetime as dt
 
 import dagster as dg
 from pydantic import Field
 
+from assets.members import member_assets
+from assets.nested import sync_nested
 from assets.partitions import daily_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
 from assets.table_metadata import code_version, partition_metadata, table_metadata
 from assets.transform import SHAPES
 from resources import settings
-from resources.catalogue import CATALOGUE, SMALL_ENTITIES, VOLUME_ENTITIES
+from resources.catalogue import CATALOGUE, NESTED_ENTITIES, SMALL_ENTITIES, VOLUME_ENTITIES
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.klaviyo_api import Cond
 from resources.warehouse import Warehouse
@@ -126,6 +129,11 @@ def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
         meta[f"{name}_inserted"] = counts.inserted
         meta[f"{name}_updated"] = counts.updated
         meta[f"{name}_skipped"] = counts.skipped
+    for table, n in outcome.removed.items():
+        meta[f"{table.removeprefix('klaviyo_')}_deleted"] = n
+    if CATALOGUE[outcome.entity].parent is not None:
+        meta["parents_read"] = outcome.parents_read
+        meta["parents_gone"] = len(outcome.parents_gone)
     if outcome.rejected:
         meta["rejected_examples"] = dg.MetadataValue.json(
             [{"id": r.id, "reason": r.reason} for r in outcome.rejected[:20]]
@@ -155,6 +163,7 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
     entry = CATALOGUE[entity]
     partitioned = entry.partitioned
     config_class = CONFIGS.get(entity, SyncConfig)
+    sync = sync_nested if entry.parent is not None else sync_entity
 
     @dg.asset(
         name=entity,
@@ -164,6 +173,8 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         owners=settings.asset_owners(),
         code_version=code_version(entry, SHAPES.get(entity)),
         description=entry.description,
+        # A nested entity reads under the rows its parent's run just loaded (the same partition's window).
+        deps=[dg.AssetKey(["klaviyo", entry.parent.entity])] if entry.parent is not None else None,
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         retry_policy=dg.RetryPolicy(
@@ -197,7 +208,7 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
                 partition_key=label,
                 **_request_options(entity, config, client, warehouse),
             )
-            outcome = sync_entity(request, client, warehouse, log=context.log)
+            outcome = sync(request, client, warehouse, log=context.log)
         except (KlaviyoApiError, QuotaExhausted, FilterNotAllowed) as exc:
             # Klaviyo refused the request or the key itself (or the quota is gone): a step retry would get the
             # same answer.
@@ -217,14 +228,13 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         window = {**_metadata(outcome, client.stats.as_metadata()), **table_metadata(warehouse, entry.table)}
         if not partitioned:
             return dg.MaterializeResult(metadata={**window, "dagster/row_count": outcome.counts.total})
-        return dg.MaterializeResult(
-            metadata=partition_metadata(
-                context, context.asset_key, window, _rows_by_day(context, outcome, warehouse)
-            )
-        )
+        # A nested entity's rows have no day of the partitions' (they follow their parent's): no count per day.
+        by_day = _rows_by_day(context, outcome, warehouse) if entry.parent is None else None
+        return dg.MaterializeResult(metadata=partition_metadata(context, context.asset_key, window, by_day))
 
     return _asset
 
 
-entity_assets = [build_entity_asset(e) for e in SMALL_ENTITIES]
-volume_assets = [build_entity_asset(e) for e in VOLUME_ENTITIES]
+entity_assets = [build_entity_asset(e) for e in SMALL_ENTITIES + NESTED_ENTITIES]
+# The streamed assets: profiles and events, and the members of lists and segments (their own factory).
+volume_assets = [build_entity_asset(e) for e in VOLUME_ENTITIES] + member_assets

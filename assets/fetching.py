@@ -37,6 +37,16 @@ def concurrent_pages(
         for source in sources:
             yield from source()
         return
+    yield from _threaded(sources, workers, depth)
+
+
+def read_ahead(source: Callable[[], Iterator[Page]], depth: int = 4) -> Iterator[Page]:
+    """One listing read by a thread of its own into a bounded queue: the caller works on a page while the next
+    ones are fetched (memory stays flat). An error is raised here."""
+    return _threaded([source], 1, depth)
+
+
+def _threaded(sources: list[Callable[[], Iterator[Page]]], workers: int, depth: int) -> Iterator[Page]:
     pending: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

@@ -257,7 +257,7 @@ def entity_summaries(
         raise dg.Failure(str(exc), allow_retries=False) from exc
     account_id = account.id
     today = AccountCalendar(account.timezone).today(dt.datetime.now(UTC))
-    changed = refresh_summaries(warehouse, account_id, today, config.days)
+    changed = refresh_summaries(warehouse, account_id, today, config.days, account.timezone)
     context.log.info(f"summary columns over {config.days} days to {today}: rows changed {changed}")
     top = top_flows_by_revenue(warehouse, account_id)
     table = ["| flow | recipients | open rate | click rate | revenue |", "|---|---:|---:|---:|---:|"]

@@ -11,17 +11,26 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from assets.dependents import cascade_deleted
 from assets.fetching import concurrent_pages, split_window
-from assets.transform import INCLUDED_SHAPES, TRANSFORMS, Rejected, transform_included
+from assets.transform import (
+    DERIVED_TABLES,
+    INCLUDED_SHAPES,
+    TRANSFORMS,
+    Rejected,
+    transform_derived,
+    transform_included,
+)
 from resources.catalogue import CATALOGUE
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, Page
 from resources.klaviyo_api import Cond, FilterNotAllowed
 from resources.warehouse import UpsertCounts, Warehouse
+from resources.warehouse import queries as q
 from resources.warehouse import status as sync_status
 
 UTC = dt.UTC
@@ -61,6 +70,18 @@ class SyncOutcome:
     seconds: float = 0.0
     preview: pd.DataFrame | None = None
     included: dict[str, UpsertCounts] = field(default_factory=dict)  # by table, e.g. campaign messages
+    # Rows soft-deleted by the run, by table: included resources a record read no longer lists (a removed flow
+    # step), derived rows it no longer holds, nested records no longer listed, and what hung off them.
+    removed: dict[str, int] = field(default_factory=dict)
+    marked_deleted: list[str] = field(default_factory=list)  # ids of the entity's own rows soft-deleted
+    parents_read: int = 0  # a nested entity: the records it was read under
+    parents_gone: list[str] = field(default_factory=list)  # ... and those Klaviyo answered 404 for
+
+
+def add_removed(outcome: SyncOutcome, counts: dict[str, int]) -> None:
+    for table, n in counts.items():
+        if n:
+            outcome.removed[table] = outcome.removed.get(table, 0) + n
 
 
 def read_window(request: SyncRequest, previous_watermark: dt.datetime | None, now: dt.datetime) -> tuple:
@@ -194,18 +215,56 @@ def sync_entity(
                 newest[0] = batch_newest.to_pydatetime()
         return frame
 
-    def load_included(conn, resource_type: str, records: list[dict], included: list[dict]) -> None:
-        """Resources Klaviyo returned beside the batch (e.g. campaign messages) into their own table."""
+    def current_versions(conn, frame: pd.DataFrame | None) -> dict[str, dt.datetime | None]:
+        """The batch's records whose row now holds the version read (written or confirmed, not an older copy the
+        guard refused), with that version: only their included and derived rows are replaced."""
+        if frame is None or frame.empty:
+            return {}
+        if not plan.guard:
+            return dict.fromkeys(frame["id"])
+        versions = {
+            rid: None if pd.isna(v) else pd.Timestamp(v).to_pydatetime()
+            for rid, v in zip(frame["id"], frame[plan.guard], strict=True)
+        }
+        at_version = q.rows_at_version(conn, plan.table, plan.guard, account_id, versions)
+        return {rid: v for rid, v in versions.items() if rid in at_version}
+
+    def load_included(
+        conn, resource_type: str, records: list[dict], included: list[dict], current: dict
+    ) -> None:
+        """Resources Klaviyo returned beside the batch (e.g. campaign messages, flow steps) into their own table;
+        those a record now current no longer lists (its relationship's data) are soft-deleted."""
         result = transform_included(resource_type, records, included, account_id)
         for bad in result.rejected[:20]:
             log.warning("klaviyo/%s: rejected %s %s: %s", request.entity, resource_type, bad.id, bad.reason)
         outcome.rejected += [Rejected(bad.id, f"{resource_type}: {bad.reason}") for bad in result.rejected]
+        shape = INCLUDED_SHAPES[resource_type]
         frame = result.frame
-        if frame.empty:
-            return
-        table = INCLUDED_SHAPES[resource_type].table
-        counts = warehouse.upsert_frame(conn, table, frame)
-        outcome.included[table] = outcome.included.get(table, UpsertCounts()) + counts
+        if not frame.empty:
+            counts = warehouse.upsert_frame(conn, shape.table, frame)
+            outcome.included[shape.table] = outcome.included.get(shape.table, UpsertCounts()) + counts
+        listed = listed_included(records, resource_type, current)
+        gone = q.mark_unlisted_owned_deleted(
+            conn, shape.table, shape.owner_column, ("account_id", "id"), account_id, list(listed),
+            [(i,) for ids in listed.values() for i in ids], listed_since=started_at,
+        )  # fmt: skip
+        add_removed(outcome, {shape.table: len(gone)})
+        add_removed(outcome, cascade_deleted(conn, shape.table, account_id, [k[0] for k in gone]))
+
+    def load_derived(conn, name: str, records: list[dict], current: dict) -> None:
+        """Rows the batch's current records hold in their own attributes (a campaign's audiences): written, and
+        those a record no longer holds soft-deleted."""
+        derived = DERIVED_TABLES[name]
+        frame = transform_derived(name, records, current, account_id)
+        if not frame.empty:
+            counts = warehouse.upsert_frame(conn, derived.table, frame, key=derived.key, guard=None)
+            outcome.included[derived.table] = outcome.included.get(derived.table, UpsertCounts()) + counts
+        kept = [k for k in derived.key if k != "account_id"]
+        gone = q.mark_unlisted_owned_deleted(
+            conn, derived.table, derived.owner_column, derived.key, account_id, list(current),
+            list(frame[kept].itertuples(index=False, name=None)),
+        )  # fmt: skip
+        add_removed(outcome, {derived.table: len(gone)})
 
     def finish(conn) -> None:
         # Never past now: a future-dated record must not hide the records that arrive before it.
@@ -238,8 +297,13 @@ def sync_entity(
                         outcome.counts += warehouse.upsert_frame(
                             conn, plan.table, frame, key=plan.key, guard=plan.guard
                         )
+                    current = (
+                        current_versions(conn, frame) if plan.included_tables or plan.derived_tables else {}
+                    )
                     for resource_type in plan.included_tables:
-                        load_included(conn, resource_type, records, included)
+                        load_included(conn, resource_type, records, included, current)
+                    for name in plan.derived_tables:
+                        load_derived(conn, name, records, current)
                 if refused:
                     raise MetricRefused(_refusals(request.entity, refused))
                 finish(conn)
@@ -255,6 +319,22 @@ def sync_entity(
         raise
     outcome.seconds = time.monotonic() - began
     return outcome
+
+
+def listed_included(records: list[dict], resource_type: str, owners: Iterable[str]) -> dict[str, list[str]]:
+    """For each of these records that gives its relationship's data (always, when it was asked for with
+    `include=`), the ids of the resources of `resource_type` it lists: all it has at Klaviyo."""
+    wanted = set(owners)
+    out: dict[str, list[str]] = {}
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        if rid not in wanted:
+            continue
+        rel = (record.get("relationships") or {}).get(resource_type + "s")
+        data = rel.get("data") if isinstance(rel, dict) else None
+        if isinstance(data, list):
+            out[rid] = [d["id"] for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]
+    return out
 
 
 def _refusals(entity: str, refused: list[tuple[str, str]]) -> str:

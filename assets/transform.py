@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resources.catalogue import CATALOGUE
+from resources.catalogue import CATALOGUE, MEMBER_ENTITIES
 from resources.klaviyo_api import parse_timestamp
+from resources.textsafe import dumps_jsonb
 
 UTC = dt.UTC
 
@@ -24,7 +25,7 @@ UTC = dt.UTC
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # text, timestamp, bool, int
+    kind: str  # text, timestamp, bool, int, json
     get: Callable[[dict[str, Any], dict[str, Any]], Any]  # (attributes, context) -> value
 
 
@@ -92,6 +93,56 @@ def _related_id(name: str) -> Callable[[dict, dict], str | None]:
 def _message_campaign(a: dict, c: dict) -> str | None:
     # The message's own relationship when Klaviyo gives its data; else the campaign that lists the message.
     return _related_id("campaign")(a, c) or (c.get("_owners") or {}).get(c.get("_id"))
+
+
+def _owner(rel: str) -> Callable[[dict, dict], str | None]:
+    """An included resource's owner: its own `rel` relationship when Klaviyo gives its data, else the record
+    of the batch that lists it."""
+
+    def get(a: dict, c: dict) -> str | None:
+        return _related_id(rel)(a, c) or (c.get("_owners") or {}).get(c.get("_id"))
+
+    return get
+
+
+def _read_under(rel: str) -> Callable[[dict, dict], str | None]:
+    """A nested resource's parent: its own `rel` relationship when Klaviyo gives its data, else the record it
+    was listed under (GET /api/<parents>/{id}/...)."""
+
+    def get(a: dict, c: dict) -> str | None:
+        return _related_id(rel)(a, c) or c.get("_parent")
+
+    return get
+
+
+def _context(name: str) -> Callable[[dict, dict], Any]:
+    def get(_a: dict, c: dict) -> Any:
+        return c.get(name)
+
+    return get
+
+
+def _first_of(*names: str) -> Callable[[dict, dict], Any]:
+    """The first of these (dotted) attributes that is present: the 2026-07-15 shape, then an older one."""
+    getters = [attr(n) for n in names]
+
+    def get(a: dict, c: dict) -> Any:
+        return next((v for v in (g(a, c) for g in getters) if v is not None), None)
+
+    return get
+
+
+def _action_settings(a: dict, c: dict) -> Any:
+    """A flow step's settings: its definition's `data` less the message it sends (klaviyo_flow_messages holds
+    that); `settings` as revisions before the encoded definition sent it."""
+    data = attr("definition.data")(a, c)
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k != "message"}
+    return a.get("settings")
+
+
+def _message_template(a: dict, c: dict) -> str | None:
+    return _related_id("template")(a, c) or attr("definition.template_id")(a, c)
 
 
 def _earliest_send(a: dict, _c: dict) -> dict | None:
@@ -182,6 +233,31 @@ SHAPES: dict[str, EntityShape] = {
             C("amp", "text"),
             C("created_date", "timestamp", "created"),
         ),
+        entity_shape(
+            "flow_messages",
+            C("flow_action_id", "text", _read_under("flow-action")),
+            C("flow_id", "text", _context("_root")),
+            C("channel", "text"),
+            C("name", "text", "definition.name"),
+            C("subject", "text", "definition.subject_line"),
+            C("preview_text", "text", "definition.preview_text"),
+            C("from_email", "text", "definition.from_email"),
+            C("from_label", "text", "definition.from_label"),
+            C("reply_to_email", "text", "definition.reply_to_email"),
+            C("title", "text", "definition.title"),
+            C("body", "text", "definition.body"),
+            C("template_id", "text", _message_template),
+            C("created_date", "timestamp", "created"),
+        ),
+        entity_shape(
+            "form_versions",
+            C("form_id", "text", _read_under("form")),
+            C("variation_name", "text"),
+            C("form_type", "text"),
+            C("status", "text"),
+            C("ab_test_variation_name", "text", "ab_test.variation_name"),
+            C("created_date", "timestamp", "created_at"),
+        ),
     ]
 }
 
@@ -209,9 +285,82 @@ INCLUDED_SHAPES: dict[str, EntityShape] = {
         ),
         owner_column="campaign_id",
     ),
+    "flow-action": EntityShape(
+        "flow_actions",
+        "klaviyo_flow_actions",
+        (
+            C("flow_id", "text", _owner("flow")),
+            C("action_type", "text", _first_of("definition.type", "action_type")),
+            C("status", "text", _first_of("definition.data.status", "status")),
+            C("settings", "json", _action_settings),
+            C("next_action_id", "text", "definition.links.next"),
+            C("definition", "json", "definition"),
+            C("created_date", "timestamp", "created"),
+            C("updated_date", "timestamp", "updated"),
+        ),
+        owner_column="flow_id",
+    ),
 }
 
-_DTYPES = {"text": "object", "bool": "boolean", "int": "Int64"}
+
+@dataclass(frozen=True)
+class DerivedTable:
+    """Rows a record's own attributes hold (a campaign's audiences) in a table of their own: no request of their
+    own, replaced per record whenever the record is loaded. `version` is the record's guard column, copied onto
+    each row (the version of the record the row reflects)."""
+
+    name: str
+    table: str
+    owner_column: str
+    key: tuple[str, ...]
+    rows: Callable[[dict[str, Any]], Iterable[dict[str, Any]]]  # (attributes) -> rows, less account and owner
+    version: str = "updated_date"
+
+
+def _audiences(a: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A campaign's `audiences`: {included: [list or segment ids], excluded: [ids] | null}."""
+    audiences = a.get("audiences") if isinstance(a.get("audiences"), dict) else {}
+    for inclusion in ("included", "excluded"):
+        ids = audiences.get(inclusion)
+        for audience_id in dict.fromkeys(ids if isinstance(ids, list) else []):
+            if isinstance(audience_id, str) and audience_id:
+                yield {"audience_id": audience_id, "inclusion": inclusion}
+
+
+DERIVED_TABLES: dict[str, DerivedTable] = {
+    "campaign_audiences": DerivedTable(
+        "campaign_audiences",
+        "klaviyo_campaign_audiences",
+        "campaign_id",
+        ("account_id", "campaign_id", "audience_id", "inclusion"),
+        _audiences,
+    ),
+}
+
+
+def transform_derived(
+    name: str, records: Iterable[Any], versions: dict[str, Any], account_id: str
+) -> pd.DataFrame:
+    """The rows of a derived table for the records loaded (`versions`: record id -> its guard value): each record's
+    rows, carrying the record's version. A record without such rows yields none (its old rows are then removed)."""
+    derived = DERIVED_TABLES[name]
+    rows = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        attributes = record.get("attributes") if isinstance(record, dict) else None
+        if rid not in versions or not isinstance(attributes, dict):
+            continue
+        for row in derived.rows(attributes):
+            rows.append(
+                {"account_id": account_id, derived.owner_column: rid, **row, derived.version: versions[rid]}
+            )
+    columns = [*derived.key, derived.version]
+    frame = pd.DataFrame(rows, columns=columns).drop_duplicates(subset=list(derived.key), keep="last")
+    frame[derived.version] = pd.to_datetime(frame[derived.version], utc=True)
+    return frame.reset_index(drop=True)
+
+
+_DTYPES = {"text": "object", "bool": "boolean", "int": "Int64", "json": "object"}
 
 
 def _identified(
@@ -278,6 +427,8 @@ def _transform_shape(
                     raise ValueError(f"{col.name} is not a boolean: {value!r}")
                 elif col.kind == "text" and value is not None and not isinstance(value, str):
                     value = str(value)
+                elif col.kind == "json" and value is not None and not isinstance(value, dict | list):
+                    value = dumps_jsonb(value)  # a bare JSON scalar, serialized as the load expects text
                 row[col.name] = value
         except ValueError as exc:
             rejected.append(Rejected(rid, f"unparseable value: {exc}"))
@@ -484,11 +635,47 @@ def _parse_datetimes(values: list[Any]) -> tuple[pd.Series, dict[int, str]]:
     return parsed, bad
 
 
+def transform_members(
+    entity: str, records: Iterable[dict[str, Any]], account_id: str, context: dict[str, Any]
+) -> TransformResult:
+    """A list's or segment's members (context `group_id`: the one they were read under) -> rows of its member
+    table: the profile, when it joined, `left_at` NULL (a profile Klaviyo lists is a member, again if it had
+    left); attributes beyond joined_group_at in `metadata`. A member without a readable join time is rejected."""
+    entry = CATALOGUE[entity]
+    group_column, cursor = entry.key[1], entry.cursor
+    group = context["group_id"]
+    profiles, joined, extras = [], [], []
+    rejected: list[Rejected] = []
+    for _record, rid, attrs in _identified(records, rejected):
+        if attrs.get(cursor) is None:
+            rejected.append(Rejected(rid, f"member without {cursor}"))
+            continue
+        profiles.append(rid)
+        joined.append(attrs[cursor])
+        extras.append({k: v for k, v in attrs.items() if k != cursor} if len(attrs) > 1 else {})
+    stamps, unreadable = _parse_datetimes(joined)
+    frame = pd.DataFrame(
+        {
+            "account_id": [account_id] * len(profiles),
+            group_column: [group] * len(profiles),
+            "profile_id": profiles,
+            "joined_group_at": stamps,
+            "left_at": pd.Series(pd.NaT, index=range(len(profiles)), dtype="datetime64[us, UTC]"),
+            "metadata": extras,
+        }
+    )
+    if unreadable:
+        rejected += [Rejected(profiles[i], f"{cursor}: {reason}") for i, reason in sorted(unreadable.items())]
+        frame = frame.drop(index=list(unreadable)).reset_index(drop=True)
+    return TransformResult(frame, rejected)
+
+
 # Each catalogue entity's transform: (records, account_id, pass context) -> rows for its table.
 TRANSFORMS: dict[str, Callable[[list[dict[str, Any]], str, dict[str, Any]], TransformResult]] = {
     **{name: (lambda r, a, c, _n=name: transform(_n, r, a, c)) for name in SHAPES},
     "profiles": lambda r, a, c: transform_profiles(r, a),
     "events": lambda r, a, c: transform_events(r, a),
+    **{name: (lambda r, a, c, _n=name: transform_members(_n, r, a, c)) for name in MEMBER_ENTITIES},
 }
 if set(TRANSFORMS) != set(CATALOGUE):
     raise RuntimeError(f"entities without a transform: {sorted(set(CATALOGUE) - set(TRANSFORMS))}")

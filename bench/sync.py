@@ -14,6 +14,7 @@ from sqlalchemy import text
 def minimum_pages() -> dict[str, int]:
     """Pages the API needs at its largest page sizes, from the same seeded account the simulator serves."""
     from klaviyo_sim import Account
+    from resources.catalogue import MESSAGE_ACTION_TYPES
 
     acct = Account(seed=7, scale="medium")
     pages: dict[str, int] = {}
@@ -33,6 +34,14 @@ def minimum_pages() -> dict[str, int]:
     pages["lists"] = max(1, math.ceil(len(acct.lists) / 10))
     pages["metrics"] = max(1, math.ceil(len(acct.metrics) / 200))
     pages["tags"] = max(1, math.ceil(len(acct.tags) / 50))
+    # Flow steps come with the flows' pages (include=flow-actions). Messages and form versions are listed only
+    # under one step or form: a request per step that sends a message (one page, 50 a page) and per form.
+    pages["flow_messages"] = sum(
+        1 for a in acct.flow_actions if a.internal["action_type"] in MESSAGE_ACTION_TYPES
+    )
+    pages["form_versions"] = sum(
+        max(1, math.ceil(len(f.relationships["form-versions"]) / 100)) for f in acct.forms
+    )
     pages["account lookup"] = 1
     return pages
 

@@ -32,7 +32,9 @@ from klaviyo_sim.common import (
     unb62,
     uncrockford,
 )
+from klaviyo_sim.members import Memberships
 from klaviyo_sim.reports import campaign_counts
+from klaviyo_sim.structure import NESTED_KINDS, Structure
 
 UTC = dt.UTC
 
@@ -236,6 +238,10 @@ class Account:
         self.segments = self._make_segments(counts["segments"])
         self.flows = self._make_flows(counts["flows"])
         self.forms = self._make_forms(counts["forms"])
+        # Flows' steps and their messages, forms' versions (klaviyo_sim/structure.py), and the hooks editing them.
+        self.structure = Structure(self, Resource)
+        self.flow_actions, self.flow_messages = self.structure.flow_steps()
+        self.form_versions = self.structure.form_versions()
         self.campaign_messages: list[Resource] = []
         self.campaigns = self._make_campaigns(counts["campaigns"])
         self.collections: dict[str, list[Resource]] = {
@@ -248,11 +254,16 @@ class Account:
             "tag": self.tags,
             "tag-group": self.tag_groups,
             "template": self.templates,
+            "flow-action": self.flow_actions,
+            "flow-message": self.flow_messages,
+            "form-version": self.form_versions,
         }
         self.by_id: dict[tuple[str, str], Resource] = {
             (r.type, r.id): r for items in [*self.collections.values(), self.campaign_messages] for r in items
         }
         self.profile_overrides: dict[int, ProfileOverride] = {}
+        # Who is in each list and segment since when: computed per profile index, changed by its hooks.
+        self.memberships = Memberships(self)
         # Late attribution: extra conversions (flows, campaigns), submits (forms) or members added (segments)
         # on a day, as Klaviyo revises its reports for days after a send.
         self.stat_revisions: dict[tuple[str, str, dt.date], int] = {}
@@ -524,9 +535,11 @@ class Account:
                         "opt_in_process": self.rng.choice(["double_opt_in", "single_opt_in", None]),
                     },
                     {"tags": self._tag_links()},
-                    {"profile_count": self.rng.randint(0, 50_000)},
                 )
             )
+            # Drawn where a static profile_count used to be (the count now follows the members): it keeps every
+            # value drawn after it as it was.
+            self.rng.randint(0, 50_000)
         return out
 
     def _make_segments(self, n: int) -> list[Resource]:
@@ -571,9 +584,11 @@ class Account:
                         "is_starred": i % 4 == 0,
                     },
                     {"tags": self._tag_links()},
-                    {"profile_count": self.rng.randint(0, 80_000)},
                 )
             )
+            # Drawn where a static profile_count used to be (the count now follows the members): it keeps every
+            # value drawn after it as it was.
+            self.rng.randint(0, 80_000)
         return out
 
     def _make_flows(self, n: int) -> list[Resource]:
@@ -616,8 +631,9 @@ class Account:
                         "updated_at": iso(updated).replace("+00:00", "Z"),
                     },
                     {
-                        "form-versions": [
-                            ("form-version", str(1_000_000 + i * 7 + k)) for k in range(1 + i % 2)
+                        "form-versions": [  # two when the form runs an A/B test
+                            ("form-version", str(1_000_000 + i * 7 + k))
+                            for k in range(2 if i % 5 == 2 else 1 + i % 2)
                         ]
                     },
                 )
@@ -806,6 +822,8 @@ class Account:
     def touch(self, kind: str, n: int, at: dt.datetime | None = None) -> list[str]:
         """Update the first `n` records of a small entity now (new name suffix, and updated time where it has
         one: tag groups and tags have none); returns their ids."""
+        if kind in NESTED_KINDS:  # a step, message or form version: its flow or form moves too
+            return self.structure.touch(kind, n, at)
         at = (at or dt.datetime.now(UTC)).replace(microsecond=0)
         with self.lock:
             items = self._held(kind)
@@ -825,7 +843,10 @@ class Account:
 
         A campaign takes its messages along; a tag its associations with campaigns, flows, lists and
         segments; a tag group its tags (and theirs). The default tag group cannot be deleted: `n` counts the
-        others. A deleted template stays named by the campaign messages that used it."""
+        others. A deleted template stays named by the campaign messages that used it. A flow takes its steps and
+        their messages along, a form its versions; a step, message or version leaves its flow or form."""
+        if kind in NESTED_KINDS:
+            return self.structure.delete(kind, n)
         with self.lock:
             items = self._held(kind)
             if kind == "tag-group":
@@ -838,6 +859,7 @@ class Account:
                 self.by_id.pop((r.type, r.id), None)
                 for kind_, rid in r.relationships.get("campaign-messages", []):
                     self.by_id.pop((kind_, rid), None)
+            self.structure.forget(kind, gone)
             if kind == "tag-group":
                 self.delete_tags([t.id for t in self.tags if t.internal["tag_group"] in dropped])
             elif kind == "tag":

@@ -327,6 +327,47 @@ def profiles_page(
     return taken, (taken[-1] if has_more else None)
 
 
+def members_page(
+    account: Account,
+    kind: str,
+    group_id: str,
+    conditions: list[Condition],
+    sort: str | None,
+    cursor: Any,
+    size: int,
+) -> tuple[list[tuple[int, int]], Any]:
+    """A page of a list's or segment's members in joined_group_at order (the only sort the spec offers; also
+    without one): (profile index, joined_group_at seconds) pairs and the next position, computed from the
+    group's seeded rule and its hooks (klaviyo_sim/members.py). Positions are (joined, 0 seeded | 1 added, index)."""
+    lo, hi, lo_strict, hi_strict = _time_bounds(conditions, "joined_group_at")
+    lo = math.floor(lo) + 1 if lo_strict else math.ceil(lo) if lo > -math.inf else lo
+    hi = math.ceil(hi) - 1 if hi_strict else math.floor(hi) if hi < math.inf else hi
+    if cursor is not None:
+        try:
+            cursor = (int(cursor[0]), int(cursor[1]), int(cursor[2]))
+        except (TypeError, ValueError, IndexError):
+            raise invalid("Invalid page cursor.", parameter="page[cursor]") from None
+    others = [c for c in conditions if c.field != "joined_group_at"]
+
+    def keep(key: tuple[int, int, int]) -> bool:
+        if not others:
+            return True
+        i = key[2]
+        attrs = account.profile(i)
+        for c in others:
+            actual = account.profile_id(i) if c.field == "profile_id" else attrs.get(c.field)
+            if not matches(c, actual):
+                return False
+        return True
+
+    reverse = bool(sort and sort.startswith("-"))
+    keys = account.memberships.keys(kind, group_id, lo, hi, cursor, reverse)
+    taken = _take(keys, keep, size + 1)
+    has_more = len(taken) > size
+    taken = taken[:size]
+    return [(k[2], k[0]) for k in taken], (list(taken[-1]) if has_more else None)
+
+
 def _unique(it: Iterator[int]) -> Iterator[int]:
     last = None
     for i in it:

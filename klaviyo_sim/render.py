@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
+from klaviyo_sim.common import iso
 from klaviyo_sim.data import Account, Resource
 from klaviyo_sim.errors import not_found
 
@@ -20,8 +22,14 @@ RELATIONSHIPS: dict[str, tuple[str, ...]] = {
     "tag": ("tag-group", "lists", "segments", "campaigns", "flows"),
     "tag-group": ("tags",),
     "template": (),
+    "flow-action": ("flow", "flow-messages"),
+    "flow-message": ("flow-action", "template"),
+    "form-version": ("form",),
 }
-TO_ONE = {"tag-group"}  # relationships whose linkage is one object, not a list
+TO_ONE = {"tag-group", "flow", "flow-action", "template", "form"}  # linkage is one object, not a list
+# Kinds whose linkage comes unasked (the spec marks it optional: with `omit_linkage` a resource leaves out its
+# to-one linkage, e.g. a message its step's, unless include= asks for it).
+LINKED = {"flow-action", "flow-message", "form-version"}
 
 
 class Renderer:
@@ -75,8 +83,8 @@ class Renderer:
         if resource is None:
             raise not_found(f"A {kind} with id {rid} does not exist.")
         out = self.resource(resource, single=True)
-        if "profile_count" in self.additional and "profile_count" in resource.internal:
-            out["attributes"]["profile_count"] = resource.internal["profile_count"]
+        if "profile_count" in self.additional and kind in ("list", "segment"):
+            out["attributes"]["profile_count"] = self.account.memberships.count(kind, rid)
         if kind == "form":
             out["attributes"]["definition"] = {
                 "versions": [
@@ -96,7 +104,7 @@ class Renderer:
         """A held resource: attributes (sparse fieldsets apply), relationships, links; `single` for a GET by
         id (a drag-and-drop template's definition comes with it unasked, in a list only when asked)."""
         kind = r.type
-        attrs = json.loads(json.dumps(r.attributes)) if r.type == "campaign" else dict(r.attributes)
+        attrs = json.loads(json.dumps(r.attributes)) if kind in ("campaign", *LINKED) else dict(r.attributes)
         definition = r.internal.get("definition") if kind == "template" else None
         if definition is not None and (single or "definition" in self.additional):
             attrs["definition"] = json.loads(json.dumps(definition))
@@ -104,12 +112,17 @@ class Renderer:
         relationships = {}
         for rel in RELATIONSHIPS[kind]:
             body: dict[str, Any] = {"links": self._links(kind, r.id, rel)}
-            if rel in self.include:
-                linked = r.relationships.get(rel, [])
-                if rel in TO_ONE:
-                    body["data"] = {"type": linked[0][0], "id": linked[0][1]} if linked else None
-                else:
+            linked = r.relationships.get(rel, [])
+            asked = rel in self.include
+            unasked = kind in LINKED and not (rel in TO_ONE and r.internal.get("omit_linkage"))
+            if asked or unasked:
+                if rel not in TO_ONE:
                     body["data"] = [{"type": t, "id": i} for t, i in linked]
+                elif linked:
+                    body["data"] = {"type": linked[0][0], "id": linked[0][1]}
+                elif kind not in LINKED:
+                    body["data"] = None
+            if asked:
                 for t, i in linked:
                     self._include(t, i)
             relationships[rel] = body
@@ -135,7 +148,7 @@ class Renderer:
             }
         elif kind == "campaign-message":
             self.included[(kind, rid)] = self.message(related)
-        elif kind in ("tag-group", "template"):
+        elif kind in ("tag-group", "template", "flow", "form", *LINKED):
             self.included[(kind, rid)] = self.resource(related)
 
     def message(self, r: Resource) -> dict:
@@ -204,6 +217,31 @@ class Renderer:
             if idx is not None:
                 self.included[("profile", profile_id)] = self._profile(idx, with_relationships=False)
         return out
+
+    def member(self, i: int, joined: int) -> dict:
+        """A list's or segment's member (GET /api/lists|segments/{id}/profiles): the profile, with the time it
+        joined the group (`joined_group_at`, kept in a sparse fieldset only when named, as every attribute)."""
+        pid = self.account.profile_id(i)
+        wanted = {w.split(".")[0] for w in self.fields.get("profile", [])}
+        # A fieldset of the join time alone (what a sync asks for) needs no profile computed.
+        lean = wanted and wanted <= {"id", "joined_group_at"}
+        attrs = {} if lean else self.account.profile(i, frozenset(self.additional))
+        attrs["joined_group_at"] = iso(dt.datetime.fromtimestamp(joined, dt.UTC))
+        return {
+            "type": "profile",
+            "id": pid,
+            "attributes": self._sparse("profile", attrs),
+            "relationships": {
+                rel: {
+                    "links": {
+                        "self": f"{self.base}/api/profiles/{pid}/relationships/{rel}/",
+                        "related": f"{self.base}/api/profiles/{pid}/{rel}/",
+                    }
+                }
+                for rel in ("lists", "segments", "push-tokens")
+            },
+            "links": {"self": f"{self.base}/api/profiles/{pid}/"},
+        }
 
     def _profile(self, i: int, with_relationships: bool = True) -> dict:
         pid = self.account.profile_id(i)

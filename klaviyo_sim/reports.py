@@ -489,7 +489,7 @@ def _results(
         for flow in sorted(account.flows, key=lambda r: r.id):
             if wanted is not None and flow.id not in wanted:
                 continue
-            message_id = flow.relationships["flow-actions"][0][1]
+            message_id = account.structure.report_message_id(flow)  # one of klaviyo_flow_messages
             per_day = [message_counts(account, "flow", flow.id, d) for d in days]
             if series:
                 statistics = {s: [message_statistics(p, [s])[s] for p in per_day] for s in stats}

@@ -32,7 +32,15 @@ from klaviyo_sim.errors import (
 from klaviyo_sim.faults import Faults
 from klaviyo_sim.filters import Condition, FilterError, parse_filter
 from klaviyo_sim.limits import RateLimiter, buckets
-from klaviyo_sim.paging import collection_links, decode_cursor, page, self_link
+from klaviyo_sim.paging import (
+    collection_links,
+    decode_cursor,
+    encode_cursor,
+    link,
+    members_page,
+    page,
+    self_link,
+)
 from klaviyo_sim.render import Renderer
 from klaviyo_sim.spec import Operation, match
 from klaviyo_sim.webhooks import OPERATIONS as WEBHOOK_OPERATIONS
@@ -372,6 +380,10 @@ class _Handler(BaseHTTPRequestHandler):
             ids = [acct.account_id]
         elif split.path == "/_sim/import_events":
             ids = acct.import_events(int(args.get("n", 1)), float(args.get("days_ago", 1)))
+        elif split.path == "/_sim/add_members":  # /_sim/add_members?type=segment&id=Y6nRLr&n=5
+            ids = acct.memberships.add(args["type"], args["id"], n=int(args.get("n", 1)))
+        elif split.path == "/_sim/remove_members":
+            ids = acct.memberships.remove(args["type"], args["id"], n=int(args.get("n", 1)))
         elif split.path in ("/_sim/scopes", "/_sim/revoke") and not key:
             self._json(400, {"errors": [{"detail": "key= is required"}]})
             return 400
@@ -468,6 +480,9 @@ RESOURCE_TYPES = {
     "get_tag_group": "tag-group",
     "get_templates": "template",
     "get_template": "template",
+    "get_flow_action": "flow-action",
+    "get_flow_message": "flow-message",
+    "get_form_version": "form-version",
     "get_profiles": "profile",
     "get_profile": "profile",
     "get_events": "event",
@@ -483,15 +498,22 @@ def dispatch(
         return _accounts(account, base)
     if op.operation_id == "get_messages_for_campaign":
         return _campaign_messages(account, Renderer(account, base, params), item_id or "", op, query, base)
+    if op.operation_id in NESTED_OPERATIONS:
+        return _nested(account, op, item_id or "", params, query, base)
+    if op.operation_id in MEMBER_OPERATIONS:
+        return _members(account, op, item_id or "", params, query, base)
     resource_type = RESOURCE_TYPES.get(op.operation_id)
     if resource_type is None:
         raise not_found(f"{op.path} is not simulated.")
     renderer = Renderer(account, base, params)
     if item_id is not None:
-        return {
+        one: dict[str, Any] = {
             "data": renderer.one(resource_type, item_id),
             "links": {"self": self_link(base, op, item_id, query)},
         }
+        if renderer.included:  # what include= asked for (a step's flow and messages, ...)
+            one["included"] = list(renderer.included.values())
+        return one
     conditions: list[Condition] = []
     if "filter" in params:
         try:
@@ -510,6 +532,84 @@ def dispatch(
     if renderer.included:
         payload["included"] = list(renderer.included.values())
     return payload
+
+
+# List and segment members (klaviyo_sim/members.py): the profiles, or their ids only (relationships), by group kind.
+MEMBER_OPERATIONS = {
+    "get_profiles_for_list": ("list", False),
+    "get_profiles_for_segment": ("segment", False),
+    "get_profile_ids_for_list": ("list", True),
+    "get_profile_ids_for_segment": ("segment", True),
+}
+
+
+def _members(account: Account, op: Operation, group_id: str, params: dict, query: list, base: str) -> dict:
+    """A page of a list's or segment's members, in joined_group_at order: whole profiles (with the time they
+    joined, sparse fieldsets and additional fields as asked) or, on the relationships route, ids only."""
+    kind, ids_only = MEMBER_OPERATIONS[op.operation_id]
+    if account.memberships.group(kind, group_id) is None:
+        raise not_found(f"A {kind} with id {group_id} does not exist.")
+    conditions: list[Condition] = []
+    if "filter" in params:
+        try:
+            conditions = parse_filter(params["filter"], op.filters, "profile")
+        except FilterError as exc:
+            raise invalid(str(exc), parameter="filter") from None
+    size = int(params.get("page[size]", op.page_default or 20))
+    cursor = decode_cursor(params.get("page[cursor]"))
+    items, next_pos = members_page(account, kind, group_id, conditions, params.get("sort"), cursor, size)
+    if ids_only:
+        data = [{"type": "profile", "id": account.profile_id(i)} for i, _ in items]
+    else:
+        renderer = Renderer(account, base, params)
+        data = [renderer.member(i, joined) for i, joined in items]
+    path = op.path.replace("{id}", group_id)
+    links = {
+        "self": link(base, path, query, None),
+        "next": link(base, path, query, encode_cursor(next_pos)) if next_pos is not None else None,
+        "prev": link(base, path, query, encode_cursor(("prev", cursor))) if cursor is not None else None,
+    }
+    return {"data": data, "links": links}
+
+
+# What is listed only under one record of another (klaviyo_sim/structure.py): the operation -> (the parent's kind,
+# the relationship listing the children, their kind).
+NESTED_OPERATIONS = {
+    "get_actions_for_flow": ("flow", "flow-actions", "flow-action"),
+    "get_flow_action_messages": ("flow-action", "flow-messages", "flow-message"),
+    "get_versions_for_form": ("form", "form-versions", "form-version"),
+}
+
+
+def _nested(account: Account, op: Operation, parent_id: str, params: dict, query: list, base: str) -> dict:
+    """A page of a flow's steps, a step's messages or a form's versions: the parent's children, filtered,
+    sorted and paged as a held entity's list (an unknown parent answers 404)."""
+    parent_kind, rel, kind = NESTED_OPERATIONS[op.operation_id]
+    with account.lock:
+        parent = account.by_id.get((parent_kind, parent_id))
+        children = [cid for _, cid in parent.relationships.get(rel, [])] if parent else []
+    if parent is None:
+        raise not_found(f"A {parent_kind} with id {parent_id} does not exist.")
+    conditions: list[Condition] = []
+    if "filter" in params:
+        try:
+            conditions = parse_filter(params["filter"], op.filters, kind)
+        except FilterError as exc:
+            raise invalid(str(exc), parameter="filter") from None
+    size = int(params.get("page[size]", op.page_default or 50))
+    cursor = decode_cursor(params.get("page[cursor]"))
+    mine = Condition("any", "id", children)  # the parent's own children, nothing else
+    items, next_pos = page(account, kind, [*conditions, mine], params.get("sort"), cursor, size)
+    renderer = Renderer(account, base, params)
+    path = op.path.replace("{id}", parent_id)
+    return {
+        "data": [renderer.render(kind, item) for item in items],
+        "links": {
+            "self": link(base, path, query, None),
+            "next": link(base, path, query, encode_cursor(next_pos)) if next_pos is not None else None,
+            "prev": link(base, path, query, encode_cursor(("prev", cursor))) if cursor is not None else None,
+        },
+    }
 
 
 def _campaign_messages(

@@ -10,7 +10,7 @@ import datetime as dt
 import dagster as dg
 
 from assets.stats import STATS_KEYS
-from assets.transform import INCLUDED_SHAPES
+from assets.transform import DERIVED_TABLES, INCLUDED_SHAPES
 from resources.catalogue import CATALOGUE, Entity
 from resources.reports import FAMILIES
 from resources.warehouse import Warehouse
@@ -28,7 +28,7 @@ def _checks_for(entry: Entity) -> list[dg.AssetChecksDefinition]:
     table, key = entry.table, dg.AssetKey(["klaviyo", entry.name])
     checks: list[dg.AssetChecksDefinition] = []
 
-    if not entry.unique_by_key:
+    if not entry.unique_by_key and "id" in entry.key:  # members have no id: their key is who, where
 
         @dg.asset_check(
             asset=key,
@@ -83,19 +83,19 @@ def _checks_for(entry: Entity) -> list[dg.AssetChecksDefinition]:
 
     checks.append(loaded_what_the_api_reported)
 
-    references = list(entry.references) + [
-        (INCLUDED_SHAPES[t].table, INCLUDED_SHAPES[t].owner_column) for t in entry.included_tables
-    ]
+    # The tables loaded with the entity's rows (included resources, derived rows) and the column naming their row.
+    owned = [(INCLUDED_SHAPES[t].table, INCLUDED_SHAPES[t].owner_column) for t in entry.included_tables]
+    owned += [(DERIVED_TABLES[d].table, DERIVED_TABLES[d].owner_column) for d in entry.derived_tables]
+    references = list(entry.references) + owned
     if references:
 
         @dg.asset_check(
             asset=key,
             name="known_references",
             description="Every id a row names has its row: "
-            + "; ".join(f"{table}.{c} in {parent}" for c, parent in entry.references)
-            + "".join(
-                f"; {INCLUDED_SHAPES[t].table}.{INCLUDED_SHAPES[t].owner_column} in {table}"
-                for t in entry.included_tables
+            + "; ".join(
+                [f"{table}.{c} in {parent}" for c, parent in entry.references]
+                + [f"{t}.{c} in {table}" for t, c in owned]
             ),
         )
         def known_references(warehouse: Warehouse) -> dg.AssetCheckResult:
@@ -103,10 +103,9 @@ def _checks_for(entry: Entity) -> list[dg.AssetChecksDefinition]:
             with _connect(warehouse) as conn:
                 for column, parent in entry.references:
                     unknown[f"{table}.{column}"] = q.unknown_references(conn, table, column, parent)
-                for resource_type in entry.included_tables:
-                    shape = INCLUDED_SHAPES[resource_type]
-                    unknown[f"{shape.table}.{shape.owner_column}"] = q.unknown_references(
-                        conn, shape.table, shape.owner_column, table, live_only=True
+                for owned_table, owner_column in owned:
+                    unknown[f"{owned_table}.{owner_column}"] = q.unknown_references(
+                        conn, owned_table, owner_column, table, live_only=True
                     )
             return dg.AssetCheckResult(
                 passed=not any(unknown.values()),

@@ -36,7 +36,7 @@ def summary(warehouse_url: str) -> list[tuple]:
     """Live rows per table (the repository's count) and each entity's sync status."""
     import datetime as dt
 
-    from assets.transform import INCLUDED_SHAPES
+    from assets.transform import DERIVED_TABLES, INCLUDED_SHAPES
     from resources.reports import FAMILIES
     from resources.warehouse import Repository, Warehouse
     from resources.warehouse import queries as q
@@ -55,6 +55,9 @@ def summary(warehouse_url: str) -> list[tuple]:
             for resource_type in entry.included_tables:  # e.g. campaign messages, loaded with them
                 included = INCLUDED_SHAPES[resource_type].table
                 rows.append((included, Repository(warehouse, included).count(), f"with {entity}", "-"))
+            for name in entry.derived_tables:  # e.g. campaign audiences, from their attributes
+                derived = DERIVED_TABLES[name].table
+                rows.append((derived, Repository(warehouse, derived).count(), f"with {entity}", "-"))
         for family in FAMILIES.values():
             count = Repository(warehouse, family.table).count()
             rows.append((family.table, count, "report", f"{used} report requests today"))

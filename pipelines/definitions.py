@@ -19,6 +19,7 @@ from pipelines.jobs import all_entities_job, entity_jobs, full_sync_job, reconci
 from pipelines.schedules import (
     klaviyo_events_reread_schedule,
     klaviyo_incremental_schedule,
+    klaviyo_reconcile_profiles_schedule,
     klaviyo_reconcile_schedule,
     klaviyo_settle_schedule,
 )
@@ -58,6 +59,7 @@ defs = dg.Definitions(
         klaviyo_settle_schedule,
         klaviyo_events_reread_schedule,
         klaviyo_reconcile_schedule,
+        klaviyo_reconcile_profiles_schedule,
     ],
     sensors=[
         klaviyo_change_sensor,

@@ -1,10 +1,11 @@
-"""Jobs: every entity at once, and one per entity (the seed's "sync this entity now")."""
+"""Jobs: every entity at once, and one per entity (the seed's "sync this entity now"; a parent's job also runs
+the entities nested under it: flows' messages, forms' versions)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from resources.catalogue import ALL_ENTITIES
+from resources.catalogue import ALL_ENTITIES, nested_under
 
 all_entities_job = dg.define_asset_job(
     "klaviyo_sync_all",
@@ -16,7 +17,9 @@ all_entities_job = dg.define_asset_job(
 entity_jobs = {
     entity: dg.define_asset_job(
         f"klaviyo_sync_{entity}",
-        selection=dg.AssetSelection.assets(dg.AssetKey(["klaviyo", entity])),
+        selection=dg.AssetSelection.assets(
+            *(dg.AssetKey(["klaviyo", e]) for e in (entity, *nested_under(entity)))
+        ),
         description=f"Sync Klaviyo {entity} now.",
         tags={"klaviyo/job": entity},
     )

@@ -1,5 +1,5 @@
 """Schedules: frequent incremental runs of today's partition, a daily settle run of yesterday's, a weekly deep
-re-read of recent events, and a daily deletion reconciliation."""
+re-read of recent events, a daily deletion reconciliation, and a weekly one of profiles."""
 
 import datetime as dt
 
@@ -7,7 +7,7 @@ import dagster as dg
 
 from pipelines.jobs import all_entities_job, entity_jobs, reconcile_job
 from resources import settings
-from resources.catalogue import ALL_ENTITIES
+from resources.catalogue import ALL_ENTITIES, MEMBER_ENTITIES
 
 
 def _day(when: dt.datetime) -> str:
@@ -35,7 +35,10 @@ def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
 )
 def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
-    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in ALL_ENTITIES}}
+    # Members are not read again in full (a million-member segment is 10,000 requests): their own daily full
+    # listing (listing_every_hours) finds who left, and a settle run reads them incrementally.
+    settled = [e for e in ALL_ENTITIES if e not in MEMBER_ENTITIES]
+    config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in settled}}
     return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})
 
 
@@ -61,4 +64,16 @@ klaviyo_reconcile_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Daily at 03:15 UTC: one full id listing per small entity; rows Klaviyo no longer has get deleted_at.",
+)
+
+
+klaviyo_reconcile_profiles_schedule = dg.ScheduleDefinition(
+    name="klaviyo_reconcile_profiles_schedule",
+    job=reconcile_job,
+    cron_schedule=settings.profiles_reconcile_cron(),
+    execution_timezone="UTC",
+    run_config={"ops": {"klaviyo__deletions": {"config": {"entities": ["profiles"]}}}},
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly (KLAVIYO_PROFILES_RECONCILE_CRON, default Sundays 03:45 UTC): every profile id (a listing of "
+    "ids alone, 100 a page: about 14 minutes a million profiles); profiles Klaviyo no longer lists get deleted_at.",
 )

@@ -7,13 +7,13 @@ import time
 
 import dagster as dg
 
+from assets.dependents import loaded_with
 from assets.partitions import daily_partitions
 from assets.report_loading import StatsRequest, plan
 from assets.stats import StatsConfig
-from assets.transform import INCLUDED_SHAPES
 from pipelines.jobs import entity_jobs, stats_job
 from resources.calendar import AccountCalendar
-from resources.catalogue import CATALOGUE, CHANGE_TRACKED, SNAPSHOT_ENTITIES
+from resources.catalogue import CHANGE_TRACKED, MEMBER_ENTITIES, SNAPSHOT_ENTITIES
 from resources.klaviyo import KlaviyoResource
 from resources.reports import FAMILIES
 from resources.warehouse import Warehouse
@@ -40,7 +40,8 @@ def _today() -> str:
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="One cheap request per entity pass (newest update first); a run of today's partition only "
-    "for entities that changed since their watermark.",
+    "for entities that changed since their watermark (an entity's job also runs what is nested under it: "
+    "flows' messages, forms' versions).",
 )
 def klaviyo_change_sensor(
     context: dg.SensorEvaluationContext, klaviyo: KlaviyoResource, warehouse: Warehouse
@@ -84,10 +85,11 @@ def klaviyo_change_sensor(
 
 
 @dg.sensor(
-    jobs=[entity_jobs[e] for e in CHANGE_TRACKED + SNAPSHOT_ENTITIES],
+    jobs=[entity_jobs[e] for e in CHANGE_TRACKED + SNAPSHOT_ENTITIES + MEMBER_ENTITIES],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="When an entity's table is empty, ask for its whole history (one run over all partitions).",
+    description="When an entity's table is empty (or one loaded with it: its included, derived and nested "
+    "tables), ask for its whole history (one run over all partitions).",
 )
 def klaviyo_bootstrap_sensor(
     context: dg.SensorEvaluationContext, warehouse: Warehouse
@@ -97,12 +99,10 @@ def klaviyo_bootstrap_sensor(
     now = time.time()
     requests = []
     with warehouse.engine.connect() as conn:
-        for entity in CHANGE_TRACKED + SNAPSHOT_ENTITIES:
-            # The entity's table, and those its included resources land in (e.g. campaign messages, empty
-            # after an upgrade that added their table).
-            entry = CATALOGUE[entity]
-            tables = [entry.table, *(INCLUDED_SHAPES[t].table for t in entry.included_tables)]
-            if all(q.has_rows(conn, t) for t in tables):
+        for entity in CHANGE_TRACKED + SNAPSHOT_ENTITIES + MEMBER_ENTITIES:  # members: unpartitioned
+            # The entity's table, and those loaded with it: its included resources, derived rows and nested
+            # entities (e.g. campaign messages, or flow messages, empty after an upgrade that added their table).
+            if all(q.has_rows(conn, t) for t in loaded_with(entity)):
                 continue
             last = cursor.get(entity, {})
             if now - last.get("at", 0) < RETRY_AFTER_SECONDS:

@@ -26,7 +26,35 @@ from resources.klaviyo_api import (
 from resources.ratelimit import XL, XS, L, M, S
 
 WINDOWED, SNAPSHOT, VOLUME = "windowed", "snapshot", "volume"
-GROUPS = {WINDOWED: "klaviyo_extract", SNAPSHOT: "klaviyo_extract", VOLUME: "klaviyo_volume"}
+NESTED = "nested"  # read under each record of another entity that changed in the window (e.g. a flow's steps)
+MEMBERS = "members"  # a list's or segment's members: read under every live record of `member_of`
+GROUPS = {
+    WINDOWED: "klaviyo_extract",
+    SNAPSHOT: "klaviyo_extract",
+    VOLUME: "klaviyo_volume",
+    NESTED: "klaviyo_extract",
+}
+GROUPS[MEMBERS] = "klaviyo_volume"  # streamed like profiles (a segment can hold millions)
+# Flow action types whose step sends a message (the spec's action definitions whose `data` holds a `message`, and
+# the A/B and content experiments over them): only these have GET /api/flow-actions/{id}/flow-messages to read.
+MESSAGE_ACTION_TYPES = (
+    "send-email", "send-sms", "send-mobile-push", "send-webhook", "send-internal-alert", "send-whatsapp",
+    "ab-test", "content-experiment",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Parent:
+    """Where a nested entity is read: its endpoint's `{id}` is a row of `table`, and a run reads under the rows
+    whose `entity` changed in its window (the entity's own rows, or, when `table` is loaded with the entity,
+    rows whose `via` column names one). The nested entity's `column` names that row; `only` restricts the rows
+    to those whose column holds one of the values (or is NULL: unknown is read)."""
+
+    entity: str  # the windowed catalogue entity whose changed records select what to read
+    table: str  # the rows whose id fills the endpoint's {id}
+    column: str  # the nested entity's column naming that row
+    via: str | None = None  # when `table` is not the entity's own: its column naming the entity's row
+    only: tuple[str, tuple[str, ...]] | None = None  # (column of `table`, values) to read under
 
 
 @dataclass(frozen=True)
@@ -58,6 +86,13 @@ class Entity:
     soft_delete: bool = True  # rows Klaviyo no longer lists get deleted_at (never a hard delete)
     required: tuple[str, ...] = ()  # nullable columns a loaded row must still have (a check fails otherwise)
     references: tuple[tuple[str, str], ...] = ()  # (column, table it names a row of), checked after each load
+    # Tables filled from each record's own attributes (no request of their own), replaced per record it loads.
+    derived_tables: tuple[str, ...] = ()
+    parent: Parent | None = None  # a NESTED entity: read under each changed record of another
+    # MEMBERS: the entity whose every live record has members (lists, segments), its endpoint's `{id}`; and the
+    # ids-only listing of a record's members, whose full pass finds the members that left.
+    member_of: str | None = None
+    id_listing: Endpoint | None = None
 
     @property
     def name(self) -> str:
@@ -74,7 +109,7 @@ class Entity:
 
     @property
     def partitioned(self) -> bool:
-        return self.kind != SNAPSHOT
+        return self.kind not in (SNAPSHOT, MEMBERS)  # members: one watermark per list or segment, not per day
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -92,7 +127,20 @@ class Entity:
             raise ValueError(f"{self.name}: a snapshot has no cursor, and every other entity has one")
         if self.included_tables and self.streaming:
             raise ValueError(f"{self.name}: included resources are loaded only by non-streaming entities")
+        if (self.parent is None) != (self.kind != NESTED):
+            raise ValueError(f"{self.name}: a nested entity names its parent, and only a nested entity does")
+        members = self.kind == MEMBERS
+        if (self.member_of is not None, self.id_listing is not None) != (members, members):
+            raise ValueError(f"{self.name}: members name their groups and their id listing, and only they do")
 
+
+# The filters of a list's or segment's members (get_profiles_for_list|segment and their id listings).
+MEMBER_FILTERS = {
+    "email": ops("any", "equals"),
+    "phone_number": ops("any", "equals"),
+    "push_token": ops("any", "equals"),
+    "_kx": ops("equals"),
+}
 
 CATALOGUE: dict[str, Entity] = {
     e.name: e
@@ -121,10 +169,12 @@ CATALOGUE: dict[str, Entity] = {
             kind=WINDOWED,
             table="klaviyo_campaigns",
             description="Campaigns of every channel (email, sms, mobile_push), archived ones included, by updated_at; "
-            "their messages (subject, sender, SMS and push bodies, send times) into klaviyo_campaign_messages.",
+            "their messages (subject, sender, SMS and push bodies, send times) into klaviyo_campaign_messages, "
+            "the lists and segments each is sent to or excludes (its `audiences`) into klaviyo_campaign_audiences.",
             freshness=dt.timedelta(hours=2),
             include=("campaign-messages",),
             included_tables=("campaign-message",),
+            derived_tables=("campaign_audiences",),
         ),
         Entity(
             Endpoint(
@@ -147,8 +197,11 @@ CATALOGUE: dict[str, Entity] = {
             ),
             kind=WINDOWED,
             table="klaviyo_flows",
-            description="Flows, archived ones included, by updated.",
+            description="Flows, archived ones included, by updated; their steps (`include=flow-actions`: type, "
+            "status, settings, definition) into klaviyo_flow_actions.",
             freshness=dt.timedelta(hours=6),
+            include=("flow-actions",),
+            included_tables=("flow-action",),
         ),
         Entity(
             Endpoint(
@@ -353,6 +406,107 @@ CATALOGUE: dict[str, Entity] = {
             required=("metric_id",),
             references=(("metric_id", "klaviyo_metrics"),),
         ),
+        Entity(
+            Endpoint(
+                "flow_messages",
+                "/api/flow-actions/{id}/flow-messages",  # get_flow_action_messages: 50 a page, S tier
+                "flow-message",
+                50,
+                S,
+                "updated",
+                {
+                    "id": ops("any"),
+                    "name": ops("contains", "ends-with", "equals", "starts-with"),
+                    "created": CMP | {"equals"},
+                    "updated": CMP | {"equals"},
+                },
+                scope="flows:read",
+            ),
+            kind=NESTED,
+            table="klaviyo_flow_messages",
+            description="The messages of each flow step that sends one (channel, name, subject, preview, sender, "
+            "SMS and push bodies, template), read per step of the flows that changed in the window.",
+            freshness=dt.timedelta(hours=6),
+            parent=Parent(
+                "flows",
+                "klaviyo_flow_actions",
+                "flow_action_id",
+                via="flow_id",
+                only=("action_type", MESSAGE_ACTION_TYPES),
+            ),
+            references=(("flow_action_id", "klaviyo_flow_actions"), ("flow_id", "klaviyo_flows")),
+        ),
+        Entity(
+            Endpoint(
+                "form_versions",
+                "/api/forms/{id}/form-versions",  # get_versions_for_form: 20 a page by default, 100 at most, S
+                "form-version",
+                100,
+                S,
+                "updated_at",
+                {
+                    "form_type": ops("any", "equals"),
+                    "status": ops("equals"),
+                    "updated_at": CMP,
+                    "created_at": CMP,
+                },
+                scope="forms:read",
+            ),
+            kind=NESTED,
+            table="klaviyo_form_versions",
+            description="Each form's versions (A/B variations, type, status), read per form that changed in the "
+            "window.",
+            freshness=dt.timedelta(hours=6),
+            parent=Parent("forms", "klaviyo_forms", "form_id"),
+            references=(("form_id", "klaviyo_forms"),),
+        ),
+        *(
+            Entity(
+                # get_profiles_for_list / get_profiles_for_segment: 20 a page by default, 100 at most, L tier;
+                # sort only joined_group_at; `fields[profile]` may name joined_group_at alone. Scopes: the
+                # group's and profiles:read. The segment route alone can filter by profile_id.
+                Endpoint(
+                    f"{kind}_members",
+                    f"/api/{kind}s/{{id}}/profiles",
+                    "profile",
+                    100,
+                    L,
+                    "joined_group_at",
+                    {**member_filters, "joined_group_at": CMP},
+                    scope=f"{kind}s:read",
+                ),
+                kind=MEMBERS,
+                table=f"klaviyo_{kind}_members",
+                description=f"The members of every {kind} (profile, joined_group_at), streamed in batches: "
+                f"incremental on joined_group_at with a watermark per {kind}; members a periodic full listing of "
+                f"the ids no longer finds get left_at. Also Klaviyo's profile_count into klaviyo_{kind}s.member_count.",
+                freshness=dt.timedelta(hours=6),
+                key=("account_id", f"{kind}_id", "profile_id"),
+                guard="joined_group_at",
+                cursor_column="joined_group_at",
+                streaming=True,
+                batch_rows=10_000,
+                soft_delete=False,  # members leave (left_at), they are not deleted
+                required=("joined_group_at",),
+                references=((f"{kind}_id", f"klaviyo_{kind}s"), ("profile_id", "klaviyo_profiles")),
+                member_of=f"{kind}s",
+                # get_profile_ids_for_list / _segment: ids only; the same 100 a page and L tier as the members.
+                id_listing=Endpoint(
+                    f"{kind}_member_ids",
+                    f"/api/{kind}s/{{id}}/relationships/profiles",
+                    "profile",
+                    100,
+                    L,
+                    None,
+                    {**member_filters, "joined_group_at": CMP},
+                    scope=f"{kind}s:read",
+                ),
+            )
+            for kind, member_filters in (
+                ("list", MEMBER_FILTERS),
+                ("segment", {"profile_id": ops("any", "equals"), **MEMBER_FILTERS}),
+            )
+        ),
     ]
 }
 
@@ -360,10 +514,19 @@ ENDPOINTS: dict[str, Endpoint] = {name: e.endpoint for name, e in CATALOGUE.item
 WINDOWED_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == WINDOWED)
 SNAPSHOT_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == SNAPSHOT)
 VOLUME_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == VOLUME)
+NESTED_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == NESTED)
+MEMBER_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == MEMBERS)
 SMALL_ENTITIES = WINDOWED_ENTITIES + SNAPSHOT_ENTITIES  # read whole in one transaction
 ALL_ENTITIES = tuple(CATALOGUE)
-CHANGE_TRACKED = tuple(n for n, e in CATALOGUE.items() if e.kind != SNAPSHOT)
+# Nested entities follow their parent (its job runs them, its newest update is theirs): not tracked on their own.
+# Members are read under every list and segment each run (their join times cannot be asked of Klaviyo at once).
+CHANGE_TRACKED = tuple(n for n, e in CATALOGUE.items() if e.kind not in (SNAPSHOT, NESTED, MEMBERS))
 SORTS_BY_UPDATE = frozenset(n for n, e in CATALOGUE.items() if e.sortable and e.cursor)
+
+
+def nested_under(entity: str) -> tuple[str, ...]:
+    """The nested entities read under the changed records of `entity` (e.g. flows: flow_messages)."""
+    return tuple(n for n, e in CATALOGUE.items() if e.parent is not None and e.parent.entity == entity)
 
 
 def scope_for(path: str) -> str | None:
@@ -375,7 +538,8 @@ def scope_for(path: str) -> str | None:
     if collection == ACCOUNTS_PATH:
         return ACCOUNTS_SCOPE
     for endpoint in ENDPOINTS.values():
-        if endpoint.path == collection:
+        # A nested endpoint (/api/flow-actions/{id}/flow-messages) answers for its whole collection.
+        if endpoint.path == collection or endpoint.path.startswith(collection + "/"):
             return endpoint.scope
     for report in REPORT_ENDPOINTS.values():
         if report.path == collection:

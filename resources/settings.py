@@ -50,6 +50,12 @@ def events_reread_cron() -> str:
     return os.environ.get("KLAVIYO_EVENTS_REREAD_CRON", "0 4 * * 0")
 
 
+def profiles_reconcile_cron() -> str:
+    """When profiles are reconciled against a full id listing (KLAVIYO_PROFILES_RECONCILE_CRON; default Sundays
+    03:45 UTC: a million profiles take about 14 minutes of Klaviyo's L tier)."""
+    return os.environ.get("KLAVIYO_PROFILES_RECONCILE_CRON", "45 3 * * 0")
+
+
 def events_reread_days() -> int:
     """How far back the deep re-read reaches (KLAVIYO_EVENTS_REREAD_DAYS; default 30 days)."""
     value = int(os.environ.get("KLAVIYO_EVENTS_REREAD_DAYS", "30"))

@@ -251,4 +251,5 @@ def test_account_id_and_single_gets(sim, client_for):
     client = client_for(sim)
     assert client.account_id() == sim.account.account_id
     seg = client.get_resource("segments", sim.account.segments[0].id, ["profile_count"])
-    assert seg["attributes"]["profile_count"] == sim.account.segments[0].internal["profile_count"]
+    members = sim.account.memberships.count("segment", sim.account.segments[0].id)
+    assert seg["attributes"]["profile_count"] == members

@@ -146,7 +146,8 @@ def test_single_resources_validate(sim):
         errors = list(_validator(op_id).iter_errors(r.json()))
         assert not errors, (op_id, errors[0])
     seg = get(sim, cases["get_segment"]).json()
-    assert seg["data"]["attributes"]["profile_count"] == acct.segments[0].internal["profile_count"]
+    members = acct.memberships.count("segment", acct.segments[0].id)
+    assert seg["data"]["attributes"]["profile_count"] == members
 
 
 def test_campaign_messages_of_a_campaign(sim):

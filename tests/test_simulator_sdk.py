@@ -80,7 +80,7 @@ def test_sdk_reads_single_resources_and_reports(sdk_and_sim):
     sdk, sim = sdk_and_sim
     acct = sim.account
     seg = sdk.Segments.get_segment(acct.segments[1].id, additional_fields_segment=["profile_count"])
-    assert seg.data.attributes.profile_count == acct.segments[1].internal["profile_count"]
+    assert seg.data.attributes.profile_count == acct.memberships.count("segment", acct.segments[1].id)
     assert sdk.Events.get_event(acct.event_id(9)).data.id == acct.event_id(9)
     report = sdk.Reporting.query_segment_values(
         {

@@ -61,6 +61,129 @@ def mark_owned_deleted(
     ).rowcount
 
 
+def mark_owned_deleted_returning(
+    conn: Connection, table: str, owner_column: str, account_id: str, owners: Sequence[str]
+) -> list[str]:
+    """Soft-delete the live rows that belong to these owners, as `mark_owned_deleted`; the ids marked (for what
+    hangs off them in turn, e.g. a removed flow step's messages)."""
+    if not owners:
+        return []
+    gone = conn.execute(
+        text(
+            f"""UPDATE {_ident(table)} SET deleted_at = now(), updated_at = now()
+                WHERE account_id = :a AND deleted_at IS NULL AND {_ident(owner_column)} = ANY(:owners)
+                RETURNING id"""
+        ),
+        {"a": account_id, "owners": [escape_text(o) for o in owners]},
+    )
+    return [unescape_text(i) for i in gone.scalars().all()]
+
+
+def mark_unlisted_owned_deleted(
+    conn: Connection,
+    table: str,
+    owner_column: str,
+    key: Sequence[str],
+    account_id: str,
+    owners: Sequence[str],
+    listed: Sequence[Sequence[str]],
+    listed_since: dt.datetime | None = None,
+) -> list[tuple[str, ...]]:
+    """Set `deleted_at` on the live rows of these owners (e.g. the steps of the flows just read) whose key (less
+    account_id) is not among `listed` (tuples in the order of `key` less account_id); with `listed_since`, only
+    rows last synced before it (a row a concurrent sync wrote meanwhile is left alone). The keys marked."""
+    if not owners:
+        return []
+    columns = [_ident(c) for c in key if c != "account_id"]
+    params: dict = {"a": account_id, "owners": [escape_text(o) for o in owners]}
+    for n in range(len(columns)):
+        params[f"k{n}"] = [escape_text(row[n]) for row in listed]
+    arrays = ", ".join(f"CAST(:k{n} AS text[])" for n in range(len(columns)))
+    same = " AND ".join(f"l.c{n} = t.{c}" for n, c in enumerate(columns))
+    since = ""
+    if listed_since is not None:
+        since = " AND (t.last_synced_at IS NULL OR t.last_synced_at < :began)"
+        params["began"] = listed_since
+    gone = conn.execute(
+        text(
+            f"""UPDATE {_ident(table)} AS t SET deleted_at = now(), updated_at = now()
+                WHERE t.account_id = :a AND t.deleted_at IS NULL AND t.{_ident(owner_column)} = ANY(:owners)
+                  AND NOT EXISTS (SELECT 1 FROM unnest({arrays}) AS l({", ".join(f"c{n}" for n in range(len(columns)))})
+                                  WHERE {same}){since}
+                RETURNING {", ".join(f"t.{c}" for c in columns)}"""
+        ),
+        params,
+    )
+    return [tuple(unescape_text(v) for v in row) for row in gone.all()]
+
+
+def rows_at_version(
+    conn: Connection, table: str, guard: str, account_id: str, versions: dict[str, dt.datetime | None]
+) -> set[str]:
+    """Of these ids, those whose stored row holds exactly this version (its `guard` value): the records a load
+    just wrote or confirmed, not those an older copy in the batch could not overwrite."""
+    if not versions:
+        return set()
+    ids = list(versions)
+    found = conn.execute(
+        text(
+            f"""SELECT v.id FROM unnest(CAST(:ids AS text[]), CAST(:stamps AS timestamptz[])) AS v(id, stamp)
+                JOIN {_ident(table)} t ON t.account_id = :a AND t.id = v.id
+                WHERE t.{_ident(guard)} IS NOT DISTINCT FROM v.stamp"""
+        ),
+        {"a": account_id, "ids": [escape_text(i) for i in ids], "stamps": [versions[i] for i in ids]},
+    )
+    return {unescape_text(i) for i in found.scalars().all()}
+
+
+@dataclass(frozen=True)
+class ParentRow:
+    """A row a nested entity is read under: its id, the record of the windowed entity it belongs to, and that
+    record's cursor value."""
+
+    id: str
+    root_id: str
+    root_stamp: dt.datetime | None
+
+
+def changed_parents(
+    conn: Connection,
+    account_id: str,
+    root_table: str,
+    root_cursor: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    table: str | None = None,
+    via: str | None = None,
+    only: tuple[str, Sequence[str]] | None = None,
+) -> list[ParentRow]:
+    """The live rows to read a nested entity under: the records of `root_table` whose `root_cursor` lies in
+    [start, end) (None: unbounded), or, with `table` and `via`, the live rows of `table` whose `via` column names
+    one of them; `only` keeps the rows whose column holds one of the values or is NULL. Ordered by id."""
+    params: dict = {"a": account_id}
+    bounds = ""
+    if start is not None:
+        bounds += f" AND r.{_ident(root_cursor)} >= :start"
+        params["start"] = start
+    if end is not None:
+        bounds += f" AND r.{_ident(root_cursor)} < :end"
+        params["end"] = end
+    if table is None or table == root_table:
+        sql = f"""SELECT r.id, r.id AS root_id, r.{_ident(root_cursor)} AS stamp FROM {_ident(root_table)} r
+                  WHERE r.account_id = :a AND r.deleted_at IS NULL{bounds} ORDER BY r.id"""
+    else:
+        keep = ""
+        if only is not None:
+            keep = f" AND (p.{_ident(only[0])} IS NULL OR p.{_ident(only[0])} = ANY(:only))"
+            params["only"] = list(only[1])
+        sql = f"""SELECT p.id, r.id AS root_id, r.{_ident(root_cursor)} AS stamp FROM {_ident(table)} p
+                  JOIN {_ident(root_table)} r ON r.account_id = p.account_id AND r.id = p.{_ident(via or "")}
+                  WHERE p.account_id = :a AND p.deleted_at IS NULL AND r.deleted_at IS NULL{bounds}{keep}
+                  ORDER BY p.id"""
+    rows = conn.execute(text(sql), params).all()
+    return [ParentRow(unescape_text(r.id), unescape_text(r.root_id), r.stamp) for r in rows]
+
+
 # -- checks ---------------------------------------------------------------------------------------------------
 def repeated_ids(conn: Connection, table: str) -> int:
     """How many rows repeat an (account_id, id) already present (for tables whose key has more columns)."""

@@ -50,29 +50,47 @@ _SUMMARIES = {
         FROM s WHERE t.account_id = :a AND t.id = s.id
           AND (t.views, t.submissions, t.conversions, t.submit_rate) IS DISTINCT FROM
               (s.views, s.submits, s.converted, s.submits::float8 / NULLIF(s.viewers, 0))""",
+    # The member count is the newer of two readings: the report's latest total_members (as of the end of its
+    # account day, or its fetch if earlier) and Klaviyo's profile_count, which the segment_members sync writes
+    # with member_count_at (migration 016). The report's wins only when it is the newer, and then clears
+    # member_count_at; a later profile_count wins again.
     "klaviyo_segments": """
         WITH latest AS (
-            SELECT DISTINCT ON (segment_id) segment_id AS id, total_members
+            SELECT DISTINCT ON (segment_id) segment_id AS id, total_members,
+                   least(fetched_at, (day + 1)::timestamp AT TIME ZONE CAST(:tz AS text)) AS as_of
             FROM klaviyo_segment_stats_daily WHERE account_id = :a AND day <= :today
             ORDER BY segment_id, day DESC),
         added AS (
             SELECT segment_id AS id, sum(members_added) AS added FROM klaviyo_segment_stats_daily
             WHERE account_id = :a AND day > CAST(:today AS date) - CAST(:days AS integer) AND day <= :today GROUP BY segment_id),
-        s AS (SELECT latest.id, latest.total_members, added.added FROM latest LEFT JOIN added USING (id))
-        UPDATE klaviyo_segments t SET member_count = s.total_members, active_count = s.added
-        FROM s WHERE t.account_id = :a AND t.id = s.id
-          AND (t.member_count, t.active_count) IS DISTINCT FROM (s.total_members, s.added)""",
+        s AS (SELECT latest.id, latest.total_members, latest.as_of, added.added FROM latest LEFT JOIN added USING (id)),
+        n AS (
+            SELECT t.id, s.added,
+                   t.member_count_at IS NULL OR t.member_count_at < s.as_of AS report_newer, s.total_members
+            FROM klaviyo_segments t JOIN s ON t.id = s.id WHERE t.account_id = :a)
+        UPDATE klaviyo_segments t
+        SET member_count = CASE WHEN n.report_newer THEN n.total_members ELSE t.member_count END,
+            member_count_at = CASE WHEN n.report_newer THEN NULL ELSE t.member_count_at END,
+            active_count = n.added
+        FROM n WHERE t.account_id = :a AND t.id = n.id
+          AND (t.member_count, t.member_count_at, t.active_count) IS DISTINCT FROM
+              (CASE WHEN n.report_newer THEN n.total_members ELSE t.member_count END,
+               CASE WHEN n.report_newer THEN NULL ELSE t.member_count_at END, n.added)""",
 }
 
 
-def refresh_summaries(warehouse: Warehouse, account_id: str, today: dt.date, days: int) -> dict[str, int]:
+def refresh_summaries(
+    warehouse: Warehouse, account_id: str, today: dt.date, days: int, timezone: str = "UTC"
+) -> dict[str, int]:
     """Fill the entity tables' summary columns from the statistics: flows and forms over the `days` days up
-    to `today`, segments' member count from the latest day (members added over the window), campaigns over
-    their whole life (a campaign's figures all belong to its send). Rows already equal are not rewritten."""
+    to `today`, segments' member count from the latest day unless Klaviyo's profile_count was read later
+    (`timezone`: the account's, whose days the statistics count; members added over the window), campaigns
+    over their whole life (a campaign's figures all belong to its send). Rows already equal are not rewritten."""
     changed = {}
+    params = {"a": account_id, "today": today, "days": days, "tz": timezone}
     with warehouse.transaction() as conn:
         for table, sql in _SUMMARIES.items():
-            changed[table] = conn.execute(text(sql), {"a": account_id, "today": today, "days": days}).rowcount
+            changed[table] = conn.execute(text(sql), params).rowcount
     return changed
 
 
