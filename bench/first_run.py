@@ -37,7 +37,7 @@ SETUP, SYNC, CHECKS, REST = (
 PARTS = [SETUP, SYNC, CHECKS, REST]
 SYNCING = re.compile(r"^syncing ")
 SYNCED = re.compile(r"^run \S+: (?:succeeded|FAILED) in ([\d.]+) s")
-CHECKED = re.compile(r"^checks \(run .*\) in ([\d.]+) s")
+CHECKED = re.compile(r"^checks \(run .*? in ([\d.]+) s$")
 UNSET = ("WAREHOUSE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME", "KLAVIYO_API_KEY", "KLAVIYO_BASE_URL")
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIM_KEY = "pk_simulator_" + "0" * 22
-# The bundled simulator keeps Klaviyo's rate limits, on a faster clock (a minute lasts 0.3 s) that the client
+# The bundled simulator keeps Klaviyo's rate limits, on a faster clock (a minute lasts 0.12 s) that the client
 # is told about, so a first full sync, reports included (2 a minute), takes seconds, not minutes.
-SIM_TIME_SCALE = 0.005
+SIM_TIME_SCALE = 0.002
 # How Dagster records a range run, unless set otherwise: events written in batches of this size, and one
 # "planned" event per asset for the whole range instead of one per partition (a year's full sync otherwise
 # spends minutes writing 5,000 such events before it starts). The trade-off, Dagster's: when such a run
