@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from assets.fetching import read_ahead
+from assets.sync import fill_run, record_failed_run, start_run
 from assets.transform import TRANSFORMS, Rejected
 from resources.catalogue import CATALOGUE
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, Page
@@ -98,17 +99,7 @@ def sync_members(
     engine = warehouse.engine
     outcome = MembersOutcome(request.entity, account_id)
     previous = sync_status.watermark(engine, account_id, request.entity)
-    run = sync_status.RunRecord(
-        account_id=account_id,
-        entity=request.entity,
-        run_id=request.run_id,
-        partition_key=None,
-        window_start=None,
-        window_end=None,
-        full_refresh=request.full_refresh,
-        started_at=started_at,
-    )
-    sync_status.mark_started(engine, account_id, request.entity, request.run_id)
+    run = start_run(engine, account_id, request, started_at)  # no window: one watermark per group
     newest_overall: list[dt.datetime | None] = [None]
     read_count = [0]  # members the last read returned
 
@@ -267,17 +258,10 @@ def sync_members(
             )
             candidates = [t for t in (previous, newest_overall[0]) if t is not None]
             outcome.watermark = max(candidates) if candidates else None
-            _fill_run(run, outcome, client)
+            fill_run(run, outcome, client)
             sync_status.record_success(conn, run)
     except Exception as exc:
-        outcome.watermark = previous
-        _fill_run(run, outcome, client)
-        run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        run.watermark = previous
-        try:
-            sync_status.record_failure(engine, run)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("klaviyo/%s: could not record the failure", request.entity)
+        record_failed_run(engine, run, outcome, client, previous, exc, log)
         raise
     outcome.seconds = time.monotonic() - began
     return outcome
@@ -293,18 +277,3 @@ def _batches(pages: Iterator[Page], size: int) -> Iterator[list[dict]]:
             batch = []
     if batch:
         yield batch
-
-
-def _fill_run(run: sync_status.RunRecord, outcome: MembersOutcome, client: KlaviyoClient) -> None:
-    """Counts for the run row; the client is this materialization's own, so its totals are the run's."""
-    after = client.stats.totals()
-    run.records_read = outcome.records_read
-    run.records_rejected = len(outcome.rejected)
-    run.rows_inserted = outcome.counts.inserted
-    run.rows_updated = outcome.counts.updated
-    run.rows_skipped = outcome.counts.skipped
-    run.api_calls = after.calls
-    run.retries = after.retries
-    run.throttled = after.throttled
-    run.throttled_seconds = after.throttled_seconds
-    run.watermark = outcome.watermark

@@ -37,7 +37,15 @@ import time
 import pandas as pd
 
 from assets.dependents import cascade_deleted
-from assets.sync import SyncOutcome, SyncRequest, _fill_run, add_removed, read_window
+from assets.sync import (
+    SyncOutcome,
+    SyncRequest,
+    add_removed,
+    fill_run,
+    read_window,
+    record_failed_run,
+    start_run,
+)
 from assets.transform import TRANSFORMS
 from resources.catalogue import CATALOGUE
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient
@@ -73,17 +81,7 @@ def sync_nested(
     previous = sync_status.watermark(engine, account_id, request.entity)
     read_start, read_end = read_window(request, previous, now)
     outcome = SyncOutcome(request.entity, account_id, read_start, read_end)
-    run = sync_status.RunRecord(
-        account_id=account_id,
-        entity=request.entity,
-        run_id=request.run_id,
-        partition_key=request.partition_key,
-        window_start=read_start,
-        window_end=read_end,
-        full_refresh=request.full_refresh,
-        started_at=started_at,
-    )
-    sync_status.mark_started(engine, account_id, request.entity, request.run_id)
+    run = start_run(engine, account_id, request, started_at, (read_start, read_end))
     newest: dt.datetime | None = None
     try:
         with engine.connect() as conn:
@@ -140,17 +138,10 @@ def sync_nested(
             # The newest parent cursor read under, never past now (as an entity's own watermark).
             candidates = [t for t in (previous, newest) if t is not None]
             outcome.watermark = min(max(candidates), now) if candidates else None
-            _fill_run(run, outcome, client)
+            fill_run(run, outcome, client)
             sync_status.record_success(conn, run)
     except Exception as exc:
-        outcome.watermark = previous
-        _fill_run(run, outcome, client)
-        run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        run.watermark = previous
-        try:
-            sync_status.record_failure(engine, run)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("klaviyo/%s: could not record the failure", request.entity)
+        record_failed_run(engine, run, outcome, client, previous, exc, log)
         raise
     outcome.seconds = time.monotonic() - began
     return outcome

@@ -135,17 +135,7 @@ def sync_entity(
     previous = sync_status.watermark(engine, account_id, request.entity)
     read_start, read_end = read_window(request, previous, now)
     outcome = SyncOutcome(request.entity, account_id, read_start, read_end)
-    run = sync_status.RunRecord(
-        account_id=account_id,
-        entity=request.entity,
-        run_id=request.run_id,
-        partition_key=request.partition_key,
-        window_start=read_start,
-        window_end=read_end,
-        full_refresh=request.full_refresh,
-        started_at=started_at,
-    )
-    sync_status.mark_started(engine, account_id, request.entity, request.run_id)
+    run = start_run(engine, account_id, request, started_at, (read_start, read_end))
     newest: list[dt.datetime | None] = [None]
     refused: list[tuple[str, str]] = []  # (metric id, Klaviyo's detail)
 
@@ -270,7 +260,7 @@ def sync_entity(
         # Never past now: a future-dated record must not hide the records that arrive before it.
         candidates = [t for t in (previous, newest[0]) if t is not None]
         outcome.watermark = min(max(candidates), now) if candidates else None
-        _fill_run(run, outcome, client)
+        fill_run(run, outcome, client)
         sync_status.record_success(conn, run)
 
     try:
@@ -308,14 +298,7 @@ def sync_entity(
                     raise MetricRefused(_refusals(request.entity, refused))
                 finish(conn)
     except Exception as exc:
-        outcome.watermark = previous
-        _fill_run(run, outcome, client)
-        run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        run.watermark = previous
-        try:
-            sync_status.record_failure(engine, run)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.exception("klaviyo/%s: could not record the failure", request.entity)
+        record_failed_run(engine, run, outcome, client, previous, exc, log)
         raise
     outcome.seconds = time.monotonic() - began
     return outcome
@@ -345,8 +328,28 @@ def _refusals(entity: str, refused: list[tuple[str, str]]) -> str:
     )
 
 
-def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoClient) -> None:
-    """Counts for the run row; the client is this materialization's own, so its totals are the run's."""
+def start_run(
+    engine, account_id: str, request, started_at: dt.datetime, window: tuple = (None, None)
+) -> sync_status.RunRecord:
+    """The run row of a sync about to start (`request`: its entity, run id, partition key, full refresh), and
+    the entity marked running."""
+    run = sync_status.RunRecord(
+        account_id=account_id,
+        entity=request.entity,
+        run_id=request.run_id,
+        partition_key=getattr(request, "partition_key", None),
+        window_start=window[0],
+        window_end=window[1],
+        full_refresh=request.full_refresh,
+        started_at=started_at,
+    )
+    sync_status.mark_started(engine, account_id, request.entity, request.run_id)
+    return run
+
+
+def fill_run(run: sync_status.RunRecord, outcome, client: KlaviyoClient) -> None:
+    """Counts for the run row (of an entity's, a nested entity's or members' outcome); the client is this
+    materialization's own, so its totals are the run's."""
     after = client.stats.totals()
     run.records_read = outcome.records_read
     run.records_rejected = len(outcome.rejected)
@@ -358,3 +361,18 @@ def _fill_run(run: sync_status.RunRecord, outcome: SyncOutcome, client: KlaviyoC
     run.throttled = after.throttled
     run.throttled_seconds = after.throttled_seconds
     run.watermark = outcome.watermark
+
+
+def record_failed_run(
+    engine, run: sync_status.RunRecord, outcome, client: KlaviyoClient, previous, exc: BaseException, log
+) -> None:
+    """A sync failed: its outcome and run row keep the watermark where it was, and the failure is recorded
+    (a failure to record it is logged, never raised over the sync's own error)."""
+    outcome.watermark = previous
+    fill_run(run, outcome, client)
+    run.error = f"{type(exc).__name__}: {exc}"[:4000]
+    run.watermark = previous
+    try:
+        sync_status.record_failure(engine, run)
+    except Exception:  # noqa: BLE001 - the original error matters more
+        log.exception("klaviyo/%s: could not record the failure", run.entity)
