@@ -7,13 +7,13 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from assets.declaration import catalogue_asset_options
 from assets.members import member_assets
 from assets.nested import sync_nested
 from assets.partitions import daily_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
-from assets.table_metadata import code_version, partition_metadata, table_metadata
+from assets.table_metadata import partition_metadata, table_metadata
 from assets.transform import SHAPES
-from resources import settings
 from resources.catalogue import CATALOGUE, NESTED_ENTITIES, SMALL_ENTITIES, VOLUME_ENTITIES
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.klaviyo_api import Cond
@@ -166,26 +166,11 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
     sync = sync_nested if entry.parent is not None else sync_entity
 
     @dg.asset(
-        name=entity,
-        key_prefix=["klaviyo"],
-        group_name=entry.group,
-        kinds={"python", "pandas", "postgres"},
-        owners=settings.asset_owners(),
-        code_version=code_version(entry, SHAPES.get(entity)),
-        description=entry.description,
+        **catalogue_asset_options(entry, SHAPES.get(entity)),
         # A nested entity reads under the rows its parent's run just loaded (the same partition's window).
         deps=[dg.AssetKey(["klaviyo", entry.parent.entity])] if entry.parent is not None else None,
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        retry_policy=dg.RetryPolicy(
-            max_retries=2,
-            delay=settings.step_retry_delay(),
-            backoff=dg.Backoff.EXPONENTIAL,
-            jitter=dg.Jitter.PLUS_MINUS,
-        ),
-        pool="klaviyo_api",
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=entry.freshness),
-        metadata={"table": entry.table, "dagster/table_name": entry.table},
     )
     def _asset(
         context: dg.AssetExecutionContext,

@@ -8,9 +8,9 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from assets.declaration import catalogue_asset_options
 from assets.member_sync import MembersOutcome, MembersRequest, sync_members
-from assets.table_metadata import code_version, table_metadata
-from resources import settings
+from assets.table_metadata import table_metadata
 from resources.catalogue import CATALOGUE, MEMBER_ENTITIES
 from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
 from resources.warehouse import Warehouse
@@ -80,25 +80,7 @@ def build_members_asset(entity: str) -> dg.AssetsDefinition:
     entry = CATALOGUE[entity]
     group_column = entry.key[1]
 
-    @dg.asset(
-        name=entity,
-        key_prefix=["klaviyo"],
-        group_name=entry.group,
-        kinds={"python", "pandas", "postgres"},
-        owners=settings.asset_owners(),
-        code_version=code_version(entry),
-        description=entry.description,
-        deps=[dg.AssetKey(["klaviyo", entry.member_of])],
-        retry_policy=dg.RetryPolicy(
-            max_retries=2,
-            delay=settings.step_retry_delay(),
-            backoff=dg.Backoff.EXPONENTIAL,
-            jitter=dg.Jitter.PLUS_MINUS,
-        ),
-        pool="klaviyo_api",
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=entry.freshness),
-        metadata={"table": entry.table, "dagster/table_name": entry.table},
-    )
+    @dg.asset(**catalogue_asset_options(entry), deps=[dg.AssetKey(["klaviyo", entry.member_of])])
     def _asset(
         context: dg.AssetExecutionContext,
         config: MembersConfig,

@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import Field
 from sqlalchemy import Connection
 
+from assets.declaration import step_retry_policy
 from assets.table_metadata import code_version, table_metadata
 from assets.transform import SHAPES, TRANSFORMS
 from resources import settings
@@ -140,12 +141,7 @@ class WebhookDrainConfig(dg.Config):
     description="Events Klaviyo pushed by system webhook (klaviyo_webhook_inbox) loaded into klaviyo_events "
     "through the events transform and guarded upsert polling uses: one row per event, whichever way it came. "
     "Requested by klaviyo_webhook_sensor while events are pending.",
-    retry_policy=dg.RetryPolicy(
-        max_retries=2,
-        delay=settings.step_retry_delay(),
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
-    ),
+    retry_policy=step_retry_policy(),
     metadata={"table": EVENTS.table, "dagster/table_name": EVENTS.table},
 )
 def webhook_events(
