@@ -240,8 +240,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    import dagster as dg
+
     with prepared() as env:
         print(f"DAGSTER_HOME={env.dagster_home}")
+        # The instance's storage made here, once: `dagster dev` starts its webserver and daemon at the same
+        # time, and on a new instance both would race to create the same tables.
+        with dg.DagsterInstance.get():
+            pass
         cmd = [
             sys.executable,
             "-m",

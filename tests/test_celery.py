@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from klaviyo_sim import Account
-from tests.conftest import TEST_KEY, _create_database, _drop_databases, cli_env, db_url
+from tests.conftest import TEST_KEY, cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,15 +27,6 @@ def _rabbitmq_up() -> bool:
     except OSError:
         return False
     return True
-
-
-@pytest.fixture
-def databases(admin_url):
-    names = [f"kp_celery_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    for name in names:
-        _create_database(admin_url, name)
-    yield [db_url(admin_url, n) for n in names]
-    _drop_databases(admin_url, names)
 
 
 def _start(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -61,10 +52,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_two_celery_workers_run_a_30_day_range_and_the_warehouse_equals_the_simulator(
-    tmp_path, make_sim, databases
+    tmp_path, make_sim, new_database
 ):
     sim = make_sim(Account(seed=7))
-    warehouse_url, dagster_url = databases
+    warehouse_url, dagster_url = new_database(), new_database()  # empty; dropped after the test
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "instance" / "dagster.yaml").read_text())

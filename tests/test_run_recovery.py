@@ -14,15 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import pytest
 from sqlalchemy import create_engine, text
 
 from klaviyo_sim import Account
-from tests.conftest import _create_database, _drop_databases, cli_env, db_url
+from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.UTC
@@ -68,24 +66,15 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-@pytest.fixture
-def databases(admin_url):
-    names = [f"kp_heal_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    for name in names:
-        _create_database(admin_url, name)
-    yield [db_url(admin_url, n) for n in names]
-    _drop_databases(admin_url, names)
-
-
 def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
-    tmp_path, make_sim, databases, monkeypatch
+    tmp_path, make_sim, new_database, monkeypatch
 ):
     from pipelines.run_launcher import worker_pid
 
     sim = make_sim(Account(seed=7))
     # Every events page takes 3 s until the kill, so the run is surely mid-load when it dies.
     sim.faults.operations, sim.faults.slow_seconds, sim.faults.rate_slow = {"get_events"}, 3.0, 1.0
-    warehouse_url, dagster_url = databases
+    warehouse_url, dagster_url = new_database(), new_database()  # empty; dropped after the test
     home = tmp_path / "dagster_home"
     home.mkdir()
     _instance_yaml(home)
@@ -102,6 +91,10 @@ def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
     subprocess.run(
         [sys.executable, "-m", "pipelines", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True
     )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
+    with dg.DagsterInstance.get():  # its storage made once, before the daemon and the launch race to make it
+        pass
     daemon = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
@@ -112,8 +105,6 @@ def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     engine = create_engine(env["WAREHOUSE_URL"])
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
     try:
         start = env["KLAVIYO_START_DATE"]
         today = dt.datetime.now(UTC).date().isoformat()
