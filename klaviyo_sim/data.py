@@ -4,6 +4,9 @@ Small entities (campaigns, flows, forms, segments, lists, metrics, tags, tag gro
 generated once and held as JSON:API resources. Profiles and events are computed from their index on demand,
 so an account of ten million events holds nothing per event: event timestamps rise with the index (a window
 is found by bisection) and ids are bijective scrambles of the index (a GET by id inverts them).
+Catalogs and coupons (items, variants, categories, coupons, codes) are held too, in `Account.commerce`, which
+klaviyo_sim/commerce.py builds the first time they are read (`commerce.store(account)`); the scales size them
+(catalog_items, catalog_categories, coupons, coupon_codes a coupon).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klaviyo_sim.common import (
     BASE62,
@@ -36,6 +39,9 @@ from klaviyo_sim.members import Memberships
 from klaviyo_sim.reports import campaign_counts
 from klaviyo_sim.structure import NESTED_KINDS, Structure
 
+if TYPE_CHECKING:
+    from klaviyo_sim.commerce import Commerce
+
 UTC = dt.UTC
 
 SCALES: dict[str, dict[str, int]] = {
@@ -50,6 +56,10 @@ SCALES: dict[str, dict[str, int]] = {
         templates=30,
         profiles=400,
         events=4000,
+        catalog_items=30,
+        catalog_categories=6,
+        coupons=5,
+        coupon_codes=10,
     ),
     "medium": dict(
         campaigns=600,
@@ -62,6 +72,10 @@ SCALES: dict[str, dict[str, int]] = {
         templates=250,
         profiles=50_000,
         events=500_000,
+        catalog_items=400,
+        catalog_categories=25,
+        coupons=15,
+        coupon_codes=40,
     ),
     "large": dict(
         campaigns=2000,
@@ -74,6 +88,10 @@ SCALES: dict[str, dict[str, int]] = {
         templates=900,
         profiles=1_000_000,
         events=10_000_000,
+        catalog_items=2000,
+        catalog_categories=80,
+        coupons=40,
+        coupon_codes=200,
     ),
 }
 
@@ -281,6 +299,8 @@ class Account:
         self.event_created_at: dict[str, float] = {}
         self.event_listeners: list[Callable[[list[str]], None]] = []
         # -- end system webhooks --
+        # Catalogs and coupons: built by klaviyo_sim/commerce.py (commerce.store) the first time they are read.
+        self.commerce: Commerce | None = None
 
     def local_day(self, t: dt.datetime) -> dt.date:
         """The account's calendar day of an instant."""

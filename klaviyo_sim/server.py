@@ -2,7 +2,8 @@
 
 The other concerns live beside it: errors.py (Klaviyo's error bodies), faults.py (fault injection), limits.py
 (rate limits), paging.py (cursors, links, pages), render.py (JSON:API resources), reports.py (the Reporting
-API), spec.py (what each operation accepts), filters.py (the filter language), data.py (the account).
+API), spec.py (what each operation accepts), filters.py (the filter language), data.py (the account),
+commerce.py (catalogs and coupons: their GETs and the /_sim/commerce/<hook> hooks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from klaviyo_sim import reports
+from klaviyo_sim import commerce, reports
 from klaviyo_sim.data import Account
 from klaviyo_sim.errors import (
     ApiError,
@@ -354,15 +355,22 @@ class _Handler(BaseHTTPRequestHandler):
         act on that key: /_sim/scopes?key=K&scopes=flows:read,events:read (`scopes=*`: every scope again),
         /_sim/revoke?key=K (`restore=1` undoes it)."""
         try:
-            return self._admin_hook(split)
+            return self._admin_hook(split, raw_body)
         except (KeyError, ValueError) as exc:  # a missing or wrong argument (an unknown type=, ...)
             self._json(400, {"errors": [{"detail": f"{type(exc).__name__}: {exc}"}]})
             return 400
 
-    def _admin_hook(self, split) -> int:
+    def _admin_hook(self, split, raw_body: bytes = b"") -> int:
         args = dict(parse_qsl(split.query, keep_blank_values=True))
         key = args.get("key")
         acct = self.sim.account_for(key)
+        if split.path.startswith("/_sim/commerce/"):  # catalogs and coupons: query arguments or a JSON body
+            body = json.loads(raw_body) if raw_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            hook_args = {k: v for k, v in args.items() if k != "key"} | body
+            self._json(200, {"ids": commerce.store(acct).admin(split.path.rsplit("/", 1)[-1], hook_args)})
+            return 200
         if split.path.startswith(
             "/_sim/webhooks/"
         ):  # system webhooks: faults, settings, attempts (webhooks.py)
@@ -502,6 +510,8 @@ def dispatch(
         return _nested(account, op, item_id or "", params, query, base)
     if op.operation_id in MEMBER_OPERATIONS:
         return _members(account, op, item_id or "", params, query, base)
+    if op.operation_id in commerce.OPERATIONS:  # catalogs and coupons (klaviyo_sim/commerce.py)
+        return commerce.answer(account, op, item_id, params, query, base)
     resource_type = RESOURCE_TYPES.get(op.operation_id)
     if resource_type is None:
         raise not_found(f"{op.path} is not simulated.")
