@@ -3,7 +3,8 @@ sends the smallest request each allows (`klaviyo-pipeline check`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import quote
 
 from assets.stats import STATS_KEYS
 from resources.catalogue import ALL_ENTITIES, CATALOGUE, ENDPOINTS
@@ -44,9 +45,11 @@ def requirements() -> list[Requirement]:
                 out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}", scope, probe))
             continue
         include = f"?include={','.join(CATALOGUE[entity].include)}" if CATALOGUE[entity].include else ""
-        # A nested endpoint needs a parent's id: its scope is proven by its parent's listing (the same scope).
+        # A nested endpoint needs a parent's id: its scope is proven by its parent's listing when it is the same
+        # scope, else by a request under the parent's first record (a coupon's codes need coupon-codes:read).
         parent = CATALOGUE[entity].parent
-        probe = entity if parent is None else parent.entity
+        same_scope = parent is not None and ENDPOINTS[parent.entity].scope == endpoint.scope
+        probe = parent.entity if same_scope else entity
         out.append(Requirement(f"klaviyo/{entity}", f"GET {endpoint.path}{include}", endpoint.scope, probe))
     for name, key in STATS_KEYS.items():
         report = REPORT_ENDPOINTS[FAMILIES[name].report]
@@ -78,6 +81,9 @@ def _probe(client: KlaviyoClient, entity: str | None) -> tuple[bool, str]:
         if entity is None:
             account = client.account()
             return True, f"ok: account {account.id}, time zone {account.timezone}"
+        parent = CATALOGUE[entity].parent
+        if parent is not None:
+            return _probe_under(client, entity, parent.entity)
         client.probe(entity, CATALOGUE[entity].include)
         return True, "ok"
     except KlaviyoApiError as exc:
@@ -88,3 +94,20 @@ def _probe(client: KlaviyoClient, entity: str | None) -> tuple[bool, str]:
         return False, f"error: {exc}"
     except KlaviyoError as exc:
         return False, f"error: {exc}"
+
+
+def _probe_under(client: KlaviyoClient, entity: str, parent: str) -> tuple[bool, str]:
+    """The smallest request of a nested endpoint, under the first record of its parent's listing (one record
+    each); an account without such a record cannot prove the scope, which is said, not failed."""
+    first = next(iter(client.list_window(parent, page_size=1)), None)
+    ids = [
+        r["id"]
+        for r in (first.records if first else [])
+        if isinstance(r, dict) and isinstance(r.get("id"), str)
+    ]
+    if not ids:
+        return True, f"not proven: the account has no {ENDPOINTS[parent].type} to read under yet"
+    endpoint = ENDPOINTS[entity]
+    under = replace(endpoint, path=endpoint.path.replace("{id}", quote(ids[0], safe="")))
+    next(iter(client.iter_pages(under, {"page[size]": "1"})), None)
+    return True, "ok"

@@ -38,7 +38,7 @@ def dependents(table: str) -> list[Dependent]:
                 for d in entry.derived_tables
             ]
         if entry.parent is not None and entry.parent.table == table:
-            out.append(Dependent(entry.table, entry.parent.column))
+            out.append(Dependent(entry.table, entry.parent.column, has_ids="id" in entry.key))
     return out
 
 

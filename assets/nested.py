@@ -24,6 +24,11 @@ in the window, from the nested entity's own watermark (the newest parent cursor 
 lookback when the partition is live; `full_refresh` ignores the watermark, so a run over every partition is a
 full pass, as is the deletion reconciliation's. Each parent's listing is read whole (Klaviyo's `updated` filters
 there would hide what was removed): rows it no longer lists get `deleted_at`, and so does what hangs off them.
+Under a parent without a timestamp (a snapshot: coupons, catalog categories) nothing says which records changed,
+so a run reads under every live one, and the nested entity is unpartitioned like its parent: a coupon's codes
+(klaviyo_coupon_codes), a category's items (klaviyo_catalog_item_categories, an ids-only `/relationships/` route
+whose rows are links keyed by both ids).
+
 Reading a batch of parents happens outside any transaction; each batch is then written in one short one, and the
 status row moves only when every batch is in (a failure is repaired by the rerun: the writes are guarded).
 """
@@ -73,21 +78,23 @@ def sync_nested(
         raise ValueError(f"{request.entity} is not a nested entity")
     root = CATALOGUE[parent.entity]
     transform = TRANSFORMS[request.entity]
+    listed_key = [c for c in plan.key if c != "account_id"]
     began = time.monotonic()
     started_at = dt.datetime.now(UTC)
     now = now or started_at
     account_id = client.account_id()
     engine = warehouse.engine
     previous = sync_status.watermark(engine, account_id, request.entity)
-    read_start, read_end = read_window(request, previous, now)
+    # Under a root without a timestamp (a snapshot: coupons, catalog categories), every live record, each run.
+    read_start, read_end = read_window(request, previous, now) if root.cursor else (None, None)
     outcome = SyncOutcome(request.entity, account_id, read_start, read_end)
     run = start_run(engine, account_id, request, started_at, (read_start, read_end))
     newest: dt.datetime | None = None
     try:
         with engine.connect() as conn:
             parents = q.changed_parents(
-                conn, account_id, root.table, root.cursor_column, read_start, read_end,
-                table=parent.table, via=parent.via, only=parent.only,
+                conn, account_id, root.table, root.cursor_column if root.cursor else None,
+                read_start, read_end, table=parent.table, via=parent.via, only=parent.only,
             )  # fmt: skip
         for first in range(0, len(parents), PARENTS_PER_BATCH):
             frames, listed, read_under = [], [], []
@@ -111,9 +118,12 @@ def sync_nested(
                     log.warning("klaviyo/%s: rejected record %s: %s", request.entity, bad.id, bad.reason)
                 if not result.frame.empty:
                     frames.append(result.frame)
-                # Every id listed counts as present, a record the transform rejected too.
+                # Every id listed counts as present, a record the transform rejected too; as the key less the
+                # account (a link's key also names the record read under).
                 listed += [
-                    (r["id"],) for r in records if isinstance(r, dict) and isinstance(r.get("id"), str)
+                    tuple(row.id if c == parent.column else r["id"] for c in listed_key)
+                    for r in records
+                    if isinstance(r, dict) and isinstance(r.get("id"), str)
                 ]
             outcome.parents_read += len(read_under)
             frame = pd.concat(frames, ignore_index=True) if frames else None
@@ -130,9 +140,10 @@ def sync_nested(
                     conn, plan.table, parent.column, plan.key, account_id, read_under, listed,
                     listed_since=started_at,
                 )  # fmt: skip
-                ids = [k[0] for k in gone]
-                outcome.marked_deleted += ids
-                add_removed(outcome, {plan.table: len(ids)})
+                # Ids of the rows marked (a link has none: its key, joined, names it; nothing hangs off it).
+                ids = [k[listed_key.index("id")] for k in gone] if "id" in listed_key else []
+                outcome.marked_deleted += ids if "id" in listed_key else [" ".join(k) for k in gone]
+                add_removed(outcome, {plan.table: len(gone)})
                 add_removed(outcome, cascade_deleted(conn, plan.table, account_id, ids))
         with warehouse.transaction() as conn:
             # The newest parent cursor read under, never past now (as an entity's own watermark).

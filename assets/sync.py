@@ -23,6 +23,7 @@ from assets.transform import (
     INCLUDED_SHAPES,
     TRANSFORMS,
     Rejected,
+    relationship_of,
     transform_derived,
     transform_included,
 )
@@ -313,7 +314,7 @@ def listed_included(records: list[dict], resource_type: str, owners: Iterable[st
         rid = record.get("id") if isinstance(record, dict) else None
         if rid not in wanted:
             continue
-        rel = (record.get("relationships") or {}).get(resource_type + "s")
+        rel = (record.get("relationships") or {}).get(relationship_of(resource_type))
         data = rel.get("data") if isinstance(rel, dict) else None
         if isinstance(data, list):
             out[rid] = [d["id"] for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]

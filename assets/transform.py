@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resources.catalogue import CATALOGUE, MEMBER_ENTITIES
+from resources.catalogue import CATALOGUE, ID_LISTINGS, MEMBER_ENTITIES
 from resources.klaviyo_api import parse_timestamp
 from resources.textsafe import dumps_jsonb
 
@@ -25,7 +25,7 @@ UTC = dt.UTC
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str  # text, timestamp, bool, int, json
+    kind: str  # text, timestamp, bool, int, number, json
     get: Callable[[dict[str, Any], dict[str, Any]], Any]  # (attributes, context) -> value
 
 
@@ -35,6 +35,9 @@ class EntityShape:
     table: str
     columns: tuple[Column, ...]
     owner_column: str | None = None  # an included resource's column naming the record that owns it
+    # An included resource's relationship on the record that lists it, when not its type's plural (an item's
+    # `variants`, whose type is catalog-variant).
+    relationship: str | None = None
 
 
 def entity_shape(entity: str, *columns: Column) -> EntityShape:
@@ -169,6 +172,29 @@ def C(name: str, kind: str, get: Callable[[dict, dict], Any] | str | None = None
     return Column(name, kind, attr(get or name) if not callable(get) else get)
 
 
+def _low_balance_threshold(a: dict, c: dict) -> int | None:
+    """A coupon's low-balance threshold when it is a whole number (the spec gives monitor_configuration no
+    schema, only an example; whatever it holds is kept whole in monitor_configuration)."""
+    value = attr("monitor_configuration.low_balance_threshold")(a, c)
+    number = None if isinstance(value, str) else _number(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+# What a catalog item and a catalog variant both carry (spec 2026-07-15 CatalogItem/VariantResponseObjectResource).
+_CATALOG_COLUMNS = (
+    C("external_id", "text"),
+    C("title", "text"),
+    C("description", "text"),
+    C("price", "number"),
+    C("url", "text"),
+    C("image_full_url", "text"),
+    C("image_thumbnail_url", "text"),
+    C("images", "json"),
+    C("custom_metadata", "json"),
+    C("published", "bool"),
+)
+
+
 SHAPES: dict[str, EntityShape] = {
     s.entity: s
     for s in [
@@ -258,6 +284,33 @@ SHAPES: dict[str, EntityShape] = {
             C("ab_test_variation_name", "text", "ab_test.variation_name"),
             C("created_date", "timestamp", "created_at"),
         ),
+        entity_shape(
+            "catalog_items",
+            *_CATALOG_COLUMNS,
+            C("created_date", "timestamp", "created"),
+            C("updated_date", "timestamp", "updated"),  # a snapshot's guard: the catalogue adds no cursor
+        ),
+        entity_shape(
+            "catalog_categories",
+            C("external_id", "text"),
+            C("name", "text"),
+            C("updated_date", "timestamp", "updated"),
+        ),
+        entity_shape(
+            "coupons",
+            C("external_id", "text"),
+            C("description", "text"),
+            C("monitor_configuration", "json"),
+            C("low_balance_threshold", "int", _low_balance_threshold),
+        ),
+        entity_shape(
+            "coupon_codes",
+            C("coupon_id", "text", _read_under("coupon")),
+            C("unique_code", "text"),
+            C("status", "text"),
+            C("expires_at", "timestamp"),
+            C("profile_id", "text", _related_id("profile")),
+        ),
     ]
 }
 
@@ -300,7 +353,28 @@ INCLUDED_SHAPES: dict[str, EntityShape] = {
         ),
         owner_column="flow_id",
     ),
+    "catalog-variant": EntityShape(
+        "catalog_variants",
+        "klaviyo_catalog_variants",
+        (
+            C("item_id", "text", _owner("item")),
+            C("sku", "text"),
+            *_CATALOG_COLUMNS,
+            C("inventory_policy", "int"),
+            C("inventory_quantity", "number"),
+            C("created_date", "timestamp", "created"),
+            C("updated_date", "timestamp", "updated"),
+        ),
+        owner_column="item_id",
+        relationship="variants",
+    ),
 }
+
+
+def relationship_of(resource_type: str) -> str:
+    """The relationship through which a record lists the included resources of this type (a flow's
+    `flow-actions`, an item's `variants`)."""
+    return INCLUDED_SHAPES[resource_type].relationship or resource_type + "s"
 
 
 @dataclass(frozen=True)
@@ -360,7 +434,23 @@ def transform_derived(
     return frame.reset_index(drop=True)
 
 
-_DTYPES = {"text": "object", "bool": "boolean", "int": "Int64", "json": "object"}
+_DTYPES = {"text": "object", "bool": "boolean", "int": "Int64", "number": "Float64", "json": "object"}
+
+
+def _required_number(name: str, value: Any) -> float:
+    """A JSON number (a price, a quantity); anything else raises ValueError (the record is rejected)."""
+    number = _number(value)
+    if number is None or isinstance(value, str):
+        raise ValueError(f"{name} is not a number: {value!r}")
+    return number
+
+
+def _required_int(name: str, value: Any) -> int:
+    """A JSON integer (or a float without a fraction); anything else raises ValueError."""
+    number = _required_number(name, value)
+    if not number.is_integer():
+        raise ValueError(f"{name} is not an integer: {value!r}")
+    return int(number)
 
 
 def _identified(
@@ -392,7 +482,7 @@ def transform_included(
     """The resources of `resource_type` Klaviyo returned beside `records` (`include=`) and listed by one of them
     (e.g. in a campaign's `campaign-messages`) -> a typed frame for their own table. A resource names its owner
     through its own relationship when Klaviyo gives its data, else through the record that lists it."""
-    relationship = resource_type + "s"
+    relationship = relationship_of(resource_type)
     owners: dict[str, str] = {}
     for record in records:
         rel = ((record.get("relationships") or {}) if isinstance(record, dict) else {}).get(relationship)
@@ -425,6 +515,10 @@ def _transform_shape(
                     value = parse_timestamp(value)
                 elif col.kind == "bool" and value is not None and not isinstance(value, bool):
                     raise ValueError(f"{col.name} is not a boolean: {value!r}")
+                elif col.kind == "number" and value is not None:
+                    value = _required_number(col.name, value)
+                elif col.kind == "int" and value is not None:
+                    value = _required_int(col.name, value)
                 elif col.kind == "text" and value is not None and not isinstance(value, str):
                     value = str(value)
                 elif col.kind == "json" and value is not None and not isinstance(value, dict | list):
@@ -670,12 +764,38 @@ def transform_members(
     return TransformResult(frame, rejected)
 
 
+def transform_ids(
+    entity: str, records: Iterable[dict[str, Any]], account_id: str, context: dict[str, Any]
+) -> TransformResult:
+    """Resource identifiers listed under a parent record (a `/relationships/` route; context `_parent`: the record
+    read under) -> rows of the entity's link table: the parent in its column, each listed id in the key's other
+    column, the identifier as Klaviyo sent it (less its id) in `metadata`."""
+    entry = CATALOGUE[entity]
+    parent_column = entry.parent.column
+    (listed_column,) = [c for c in entry.key if c not in ("account_id", parent_column)]
+    rows, rejected = [], []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else None
+        if not isinstance(rid, str) or not rid:
+            rejected.append(Rejected(None, f"identifier without an id: {str(record)[:200]}"))
+            continue
+        if record.get("type") != entry.endpoint.type:
+            rejected.append(Rejected(rid, f"not a {entry.endpoint.type}: {record.get('type')!r}"))
+            continue
+        metadata = {k: v for k, v in record.items() if k != "id"}
+        rows.append({"account_id": account_id, parent_column: context["_parent"], listed_column: rid,
+                     "metadata": metadata})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["account_id", parent_column, listed_column, "metadata"])
+    return TransformResult(frame.drop_duplicates(subset=list(entry.key)).reset_index(drop=True), rejected)
+
+
 # Each catalogue entity's transform: (records, account_id, pass context) -> rows for its table.
 TRANSFORMS: dict[str, Callable[[list[dict[str, Any]], str, dict[str, Any]], TransformResult]] = {
     **{name: (lambda r, a, c, _n=name: transform(_n, r, a, c)) for name in SHAPES},
     "profiles": lambda r, a, c: transform_profiles(r, a),
     "events": lambda r, a, c: transform_events(r, a),
     **{name: (lambda r, a, c, _n=name: transform_members(_n, r, a, c)) for name in MEMBER_ENTITIES},
+    **{name: (lambda r, a, c, _n=name: transform_ids(_n, r, a, c)) for name in ID_LISTINGS},
 }
 if set(TRANSFORMS) != set(CATALOGUE):
     raise RuntimeError(f"entities without a transform: {sorted(set(CATALOGUE) - set(TRANSFORMS))}")

@@ -26,7 +26,9 @@ from resources.klaviyo_api import (
 from resources.ratelimit import XL, XS, L, M, S
 
 WINDOWED, SNAPSHOT, VOLUME = "windowed", "snapshot", "volume"
-NESTED = "nested"  # read under each record of another entity that changed in the window (e.g. a flow's steps)
+# Read under each record of another entity that changed in the window (e.g. a flow's steps); under a snapshot
+# entity (no timestamp: nothing says which records changed), under every live record of it, each run.
+NESTED = "nested"
 MEMBERS = "members"  # a list's or segment's members: read under every live record of `member_of`
 GROUPS = {
     WINDOWED: "klaviyo_extract",
@@ -47,10 +49,11 @@ MESSAGE_ACTION_TYPES = (
 class Parent:
     """Where a nested entity is read: its endpoint's `{id}` is a row of `table`, and a run reads under the rows
     whose `entity` changed in its window (the entity's own rows, or, when `table` is loaded with the entity,
-    rows whose `via` column names one). The nested entity's `column` names that row; `only` restricts the rows
-    to those whose column holds one of the values (or is NULL: unknown is read)."""
+    rows whose `via` column names one); under a snapshot `entity`, under all its live rows. The nested entity's
+    `column` names that row; `only` restricts the rows to those whose column holds one of the values (or is
+    NULL: unknown is read)."""
 
-    entity: str  # the windowed catalogue entity whose changed records select what to read
+    entity: str  # the catalogue entity whose changed (snapshot: live) records select what to read
     table: str  # the rows whose id fills the endpoint's {id}
     column: str  # the nested entity's column naming that row
     via: str | None = None  # when `table` is not the entity's own: its column naming the entity's row
@@ -109,7 +112,15 @@ class Entity:
 
     @property
     def partitioned(self) -> bool:
-        return self.kind not in (SNAPSHOT, MEMBERS)  # members: one watermark per list or segment, not per day
+        # Members: one watermark per list or segment, not per day. A nested entity without a timestamp (read
+        # under every record of a snapshot) is a snapshot too.
+        return self.kind not in (SNAPSHOT, MEMBERS) and self.cursor is not None
+
+    @property
+    def lists_ids(self) -> bool:
+        """Whether its endpoint lists resource identifiers alone (a `/relationships/` route: type and id, no
+        attributes), e.g. the items of a catalog category."""
+        return "/relationships/" in self.endpoint.path
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -123,8 +134,10 @@ class Entity:
         return self.key == ("account_id", "id")
 
     def __post_init__(self) -> None:
-        if (self.cursor is None) != (self.kind == SNAPSHOT):
-            raise ValueError(f"{self.name}: a snapshot has no cursor, and every other entity has one")
+        if self.kind != NESTED and (self.cursor is None) != (self.kind == SNAPSHOT):
+            raise ValueError(
+                f"{self.name}: a snapshot has no cursor, and every other entity but a nested one has one"
+            )
         if self.included_tables and self.streaming:
             raise ValueError(f"{self.name}: included resources are loaded only by non-streaming entities")
         if (self.parent is None) != (self.kind != NESTED):
@@ -507,8 +520,143 @@ CATALOGUE: dict[str, Entity] = {
                 ("segment", {"profile_id": ops("any", "equals"), **MEMBER_FILTERS}),
             )
         ),
+        # -- catalogs (spec 2026-07-15: get_catalog_items, get_catalog_categories, get_item_ids_for_catalog_category;
+        # every catalog route 100 a page at most, XL tier 350/s 3500/m, scope catalogs:read). None of their
+        # filters takes a timestamp (items: ids, category.id, title, published; categories: ids, item.id, name)
+        # and they sort only by `created`: snapshots, guarded on Klaviyo's `updated`; what a listing no longer
+        # has gets deleted_at from the reconciliation.
+        Entity(
+            Endpoint(
+                "catalog_items",
+                "/api/catalog-items",
+                "catalog-item",
+                100,
+                XL,
+                None,
+                {
+                    "ids": ops("any"),
+                    "category.id": ops("equals"),
+                    "title": ops("contains"),
+                    "published": ops("equals"),
+                },
+                scope="catalogs:read",
+            ),
+            kind=SNAPSHOT,
+            table="klaviyo_catalog_items",
+            description="Catalog items (title, price, URL, images, published), a snapshot each run (Klaviyo "
+            "cannot filter them by time); their variants come in the same responses (`include=variants`) into "
+            "klaviyo_catalog_variants.",
+            freshness=dt.timedelta(hours=26),
+            sortable=False,
+            # Variants with their items: `include=variants` adds no request, where GET /api/catalog-variants
+            # would add a page per 100 variants; the items' `variants` linkage then lists every variant an item
+            # has, so a variant it no longer lists is soft-deleted in the same transaction.
+            include=("variants",),
+            included_tables=("catalog-variant",),
+        ),
+        Entity(
+            Endpoint(
+                "catalog_categories",
+                "/api/catalog-categories",
+                "catalog-category",
+                100,
+                XL,
+                None,
+                {"ids": ops("any"), "item.id": ops("equals"), "name": ops("contains")},
+                scope="catalogs:read",
+            ),
+            kind=SNAPSHOT,
+            table="klaviyo_catalog_categories",
+            description="Catalog categories (name, external id), a snapshot each run (no time filter at Klaviyo).",
+            freshness=dt.timedelta(hours=26),
+            sortable=False,
+        ),
+        Entity(
+            # Which items each category holds, read as ids under every live category, 100 a page. The cheapest
+            # way the spec offers: the items listing has no categories relationship (its only include is
+            # `variants`); the categories listing's `items` linkage is optional in the spec and unbounded, so
+            # it is not relied on; GET /api/catalog-items/{id}/relationships/categories costs a request per item
+            # where this costs one per category (plus one per further 100 items), in the same XL tier.
+            Endpoint(
+                "catalog_item_categories",
+                "/api/catalog-categories/{id}/relationships/items",
+                "catalog-item",
+                100,
+                XL,
+                None,
+                {
+                    "ids": ops("any"),
+                    "category.id": ops("equals"),
+                    "title": ops("contains"),
+                    "published": ops("equals"),
+                },
+                scope="catalogs:read",
+            ),
+            kind=NESTED,
+            table="klaviyo_catalog_item_categories",
+            description="Which catalog items each category holds (item, category), read under every live "
+            "category each run; a link a category no longer lists (an item moved) gets deleted_at.",
+            freshness=dt.timedelta(hours=26),
+            key=("account_id", "category_id", "item_id"),
+            guard=None,  # no timestamp: a row is rewritten when it differs (a removed link comes back)
+            sortable=False,
+            parent=Parent("catalog_categories", "klaviyo_catalog_categories", "category_id"),
+            references=(
+                ("item_id", "klaviyo_catalog_items"),
+                ("category_id", "klaviyo_catalog_categories"),
+            ),
+        ),
+        # -- coupons (spec 2026-07-15). get_coupons: no filter, no sort, 100 a page, L tier (75/s, 750/m), and a
+        # coupon has no timestamp at all: a snapshot without a guard.
+        Entity(
+            Endpoint("coupons", "/api/coupons", "coupon", 100, L, None, {}, scope="coupons:read"),
+            kind=SNAPSHOT,
+            table="klaviyo_coupons",
+            description="Coupons (external id, description, low-balance monitor), a snapshot each run (Klaviyo "
+            "gives coupons no timestamp); their codes: klaviyo/coupon_codes.",
+            freshness=dt.timedelta(hours=26),
+            guard=None,  # no timestamp: a row is rewritten when its content differs
+            sortable=False,
+        ),
+        Entity(
+            # get_coupon_codes_for_coupon: 100 a page, L tier, scope coupon-codes:read; filters on expires_at,
+            # status, coupon.id and profile.id, none on a change time (a code has none: it is read whole, under
+            # every live coupon, each run). GET /api/coupon-codes would need a coupon.id or profile.id filter
+            # anyway (the spec makes `filter` required there).
+            Endpoint(
+                "coupon_codes",
+                "/api/coupons/{id}/coupon-codes",
+                "coupon-code",
+                100,
+                L,
+                None,
+                {
+                    "expires_at": CMP,
+                    "status": ops("equals"),
+                    "coupon.id": ops("any", "equals"),
+                    "profile.id": ops("any", "equals"),
+                },
+                scope="coupon-codes:read",
+            ),
+            kind=NESTED,
+            table="klaviyo_coupon_codes",
+            description="Each coupon's codes (unique code, status, expiry, the profile it is assigned to), read "
+            "under every live coupon each run; a code a coupon no longer lists gets deleted_at.",
+            freshness=dt.timedelta(hours=26),
+            guard=None,  # no timestamp: a row is rewritten when it differs (e.g. a code used)
+            sortable=False,
+            required=("coupon_id",),
+            parent=Parent("coupons", "klaviyo_coupons", "coupon_id"),
+            references=(("coupon_id", "klaviyo_coupons"),),
+        ),
     ]
 }
+
+for _entry in CATALOGUE.values():
+    if _entry.parent is not None and (_entry.cursor is None) != (
+        CATALOGUE[_entry.parent.entity].cursor is None
+    ):
+        raise ValueError(f"{_entry.name}: a nested entity has a cursor exactly when its parent has one")
 
 ENDPOINTS: dict[str, Endpoint] = {name: e.endpoint for name, e in CATALOGUE.items()}
 WINDOWED_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == WINDOWED)
@@ -516,6 +664,8 @@ SNAPSHOT_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == SNAPSHOT)
 VOLUME_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == VOLUME)
 NESTED_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == NESTED)
 MEMBER_ENTITIES = tuple(n for n, e in CATALOGUE.items() if e.kind == MEMBERS)
+# Nested entities whose endpoint lists ids alone (links between records, e.g. a category's items).
+ID_LISTINGS = tuple(n for n, e in CATALOGUE.items() if e.kind == NESTED and e.lists_ids)
 SMALL_ENTITIES = WINDOWED_ENTITIES + SNAPSHOT_ENTITIES  # read whole in one transaction
 ALL_ENTITIES = tuple(CATALOGUE)
 # Nested entities follow their parent (its job runs them, its newest update is theirs): not tracked on their own.
@@ -537,6 +687,13 @@ def scope_for(path: str) -> str | None:
     collection = "/api/" + parts[2]
     if collection == ACCOUNTS_PATH:
         return ACCOUNTS_SCOPE
+    # A route under a record (/api/coupons/{id}/coupon-codes) may need a scope of its own: its template first.
+    for endpoint in ENDPOINTS.values():
+        template = endpoint.path.split("/")
+        if len(template) == len(parts) and all(
+            t in ("{id}", p) for t, p in zip(template, parts, strict=True)
+        ):
+            return endpoint.scope
     for endpoint in ENDPOINTS.values():
         # A nested endpoint (/api/flow-actions/{id}/flow-messages) answers for its whole collection.
         if endpoint.path == collection or endpoint.path.startswith(collection + "/"):

@@ -41,7 +41,8 @@ from tests.test_volume import events_in_db
 UTC = dt.UTC
 EVERY_SCOPE = {
     "accounts:read", "campaigns:read", "events:read", "flows:read", "forms:read", "lists:read",
-    "metrics:read", "profiles:read", "segments:read", "tags:read", "templates:read",
+    "metrics:read", "profiles:read", "segments:read", "tags:read", "templates:read", "catalogs:read",
+    "coupons:read", "coupon-codes:read",
 }  # fmt: skip
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

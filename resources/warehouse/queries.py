@@ -150,7 +150,7 @@ def changed_parents(
     conn: Connection,
     account_id: str,
     root_table: str,
-    root_cursor: str,
+    root_cursor: str | None,
     start: dt.datetime | None,
     end: dt.datetime | None,
     table: str | None = None,
@@ -158,9 +158,13 @@ def changed_parents(
     only: tuple[str, Sequence[str]] | None = None,
 ) -> list[ParentRow]:
     """The live rows to read a nested entity under: the records of `root_table` whose `root_cursor` lies in
-    [start, end) (None: unbounded), or, with `table` and `via`, the live rows of `table` whose `via` column names
-    one of them; `only` keeps the rows whose column holds one of the values or is NULL. Ordered by id."""
+    [start, end) (None: unbounded; a root without a cursor: every live record, with no stamp), or, with `table`
+    and `via`, the live rows of `table` whose `via` column names one of them; `only` keeps the rows whose column
+    holds one of the values or is NULL. Ordered by id."""
     params: dict = {"a": account_id}
+    if root_cursor is None:
+        start = end = None
+    stamp = f"r.{_ident(root_cursor)}" if root_cursor is not None else "CAST(NULL AS timestamptz)"
     bounds = ""
     if start is not None:
         bounds += f" AND r.{_ident(root_cursor)} >= :start"
@@ -169,14 +173,14 @@ def changed_parents(
         bounds += f" AND r.{_ident(root_cursor)} < :end"
         params["end"] = end
     if table is None or table == root_table:
-        sql = f"""SELECT r.id, r.id AS root_id, r.{_ident(root_cursor)} AS stamp FROM {_ident(root_table)} r
+        sql = f"""SELECT r.id, r.id AS root_id, {stamp} AS stamp FROM {_ident(root_table)} r
                   WHERE r.account_id = :a AND r.deleted_at IS NULL{bounds} ORDER BY r.id"""
     else:
         keep = ""
         if only is not None:
             keep = f" AND (p.{_ident(only[0])} IS NULL OR p.{_ident(only[0])} = ANY(:only))"
             params["only"] = list(only[1])
-        sql = f"""SELECT p.id, r.id AS root_id, r.{_ident(root_cursor)} AS stamp FROM {_ident(table)} p
+        sql = f"""SELECT p.id, r.id AS root_id, {stamp} AS stamp FROM {_ident(table)} p
                   JOIN {_ident(root_table)} r ON r.account_id = p.account_id AND r.id = p.{_ident(via or "")}
                   WHERE p.account_id = :a AND p.deleted_at IS NULL AND r.deleted_at IS NULL{bounds}{keep}
                   ORDER BY p.id"""
