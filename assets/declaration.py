@@ -18,6 +18,10 @@ def step_retry_policy() -> dg.RetryPolicy:
     )
 
 
+# The pool of every step that talks to Klaviyo (instance/dagster.yaml: concurrency.pools sets its limit).
+API_POOL = "klaviyo_api"
+
+
 def catalogue_asset_options(entry: Entity, *facts) -> dict:
     """`dg.asset` options of the catalogue entry's asset; `facts`: what else its code version covers (e.g. its
     transform's shape)."""
@@ -30,7 +34,7 @@ def catalogue_asset_options(entry: Entity, *facts) -> dict:
         "code_version": code_version(entry, *facts),
         "description": entry.description,
         "retry_policy": step_retry_policy(),
-        "pool": "klaviyo_api",
+        "pool": API_POOL,
         "freshness_policy": dg.FreshnessPolicy.time_window(fail_window=entry.freshness),
         "metadata": {"table": entry.table, "dagster/table_name": entry.table},
     }

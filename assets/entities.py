@@ -7,15 +7,16 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from assets.accounts import REFUSED, account_label, for_each_account, open_client
 from assets.declaration import catalogue_asset_options
 from assets.members import member_assets
 from assets.nested import sync_nested
-from assets.partitions import daily_partitions
+from assets.partitions import FIRST_DAY, Scope, entity_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
 from assets.table_metadata import partition_metadata, table_metadata
 from assets.transform import SHAPES
 from resources.catalogue import CATALOGUE, NESTED_ENTITIES, SMALL_ENTITIES, VOLUME_ENTITIES
-from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
+from resources.klaviyo import KlaviyoResource
 from resources.klaviyo_api import Cond
 from resources.warehouse import Warehouse
 from resources.warehouse import queries as q
@@ -96,19 +97,6 @@ def _request_options(entity: str, config: SyncConfig, client, warehouse: Warehou
     return options
 
 
-def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime | None, dt.datetime | None, str | None]:
-    if not context.has_partition_key_range and not context.has_partition_key:
-        return None, None, None
-    window = context.partition_time_window
-    keys = context.partition_key_range
-    label = keys.start if keys.start == keys.end else f"{keys.start}...{keys.end}"
-    start: dt.datetime | None = window.start
-    # The first partition also holds everything older than the partitions' start, so a full sync is complete.
-    if keys.start == daily_partitions.get_first_partition_key():
-        start = None
-    return start, window.end, label
-
-
 def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
     meta: dict = {
         "rows_inserted": outcome.counts.inserted,
@@ -143,19 +131,19 @@ def _metadata(outcome: SyncOutcome, client_stats: dict) -> dict:
     return meta
 
 
-def _rows_by_day(context: dg.AssetExecutionContext, outcome: SyncOutcome, warehouse: Warehouse) -> dict:
-    """The entity's live rows per partition day of the run (its cursor column's UTC day)."""
-    entry, keys = CATALOGUE[outcome.entity], context.partition_keys
+def _rows_by_day(scope: Scope, outcome: SyncOutcome, warehouse: Warehouse) -> dict:
+    """The entity's live rows per partition day of the account's share of the run (its cursor column's UTC day)."""
+    entry = CATALOGUE[outcome.entity]
     with warehouse.engine.connect() as conn:
         return q.rows_per_day(
             conn,
             entry.table,
             entry.cursor_column,
             outcome.account_id,
-            dt.date.fromisoformat(keys[0]),
-            dt.date.fromisoformat(keys[-1]),
+            dt.date.fromisoformat(scope.first_day),
+            dt.date.fromisoformat(scope.last_day),
             utc=True,
-            with_history=keys[0] == daily_partitions.get_first_partition_key(),
+            with_history=scope.first_day == FIRST_DAY,
         )
 
 
@@ -169,7 +157,7 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         **catalogue_asset_options(entry, SHAPES.get(entity)),
         # A nested entity reads under the rows its parent's run just loaded (the same partition's window).
         deps=[dg.AssetKey(["klaviyo", entry.parent.entity])] if entry.parent is not None else None,
-        partitions_def=daily_partitions if partitioned else None,
+        partitions_def=entity_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
     )
     def _asset(
@@ -179,43 +167,50 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
         warehouse: Warehouse,
     ) -> dg.MaterializeResult:
         warehouse.require_migrated()
-        start, end, label = _window(context)
-        client = None
-        try:
-            client = klaviyo.fresh_client()  # a refused key (401, 403) fails here, and is not retried
-            request = SyncRequest(
-                entity=entity,
-                window_start=start,
-                window_end=end,
-                full_refresh=config.full_refresh,
-                lookback=dt.timedelta(minutes=config.lookback_minutes),
-                run_id=context.run_id,
-                partition_key=label,
-                **_request_options(entity, config, client, warehouse),
+        results: dict = {}
+
+        def sync_one(scope: Scope) -> dict:
+            start, end = scope.window()
+            client = None
+            try:
+                # A refused key (401, 403) fails here, and is not retried.
+                client = open_client(klaviyo, warehouse, scope)
+                request = SyncRequest(
+                    entity=entity,
+                    window_start=start,
+                    window_end=end,
+                    full_refresh=config.full_refresh,
+                    lookback=dt.timedelta(minutes=config.lookback_minutes),
+                    run_id=context.run_id,
+                    partition_key=scope.label,
+                    **_request_options(entity, config, client, warehouse),
+                )
+                outcome = sync(request, client, warehouse, log=context.log)
+            finally:
+                if client is not None:
+                    client.close()
+            context.log.info(
+                f"klaviyo/{entity}{account_label(scope)}: {outcome.records_read} records read, "
+                f"{outcome.counts.inserted} inserted, {outcome.counts.updated} updated, {outcome.counts.skipped} "
+                f"skipped, {len(outcome.rejected)} rejected in {outcome.seconds:.1f} s"
+                + "".join(
+                    f"; {table}: {c.inserted} inserted, {c.updated} updated, {c.skipped} skipped"
+                    for table, c in outcome.included.items()
+                )
             )
-            outcome = sync(request, client, warehouse, log=context.log)
-        except (KlaviyoApiError, QuotaExhausted, FilterNotAllowed) as exc:
-            # Klaviyo refused the request or the key itself (or the quota is gone): a step retry would get the
-            # same answer.
-            raise dg.Failure(str(exc), allow_retries=False) from exc
-        finally:
-            if client is not None:
-                client.close()
-        context.log.info(
-            f"klaviyo/{entity}: {outcome.records_read} records read, {outcome.counts.inserted} inserted, "
-            f"{outcome.counts.updated} updated, {outcome.counts.skipped} skipped, "
-            f"{len(outcome.rejected)} rejected in {outcome.seconds:.1f} s"
-            + "".join(
-                f"; {table}: {c.inserted} inserted, {c.updated} updated, {c.skipped} skipped"
-                for table, c in outcome.included.items()
-            )
-        )
-        window = {**_metadata(outcome, client.stats.as_metadata()), **table_metadata(warehouse, entry.table)}
-        if not partitioned:
-            return dg.MaterializeResult(metadata={**window, "dagster/row_count": outcome.counts.total})
-        # A nested entity's rows have no day of the partitions' (they follow their parent's): no count per day.
-        by_day = _rows_by_day(context, outcome, warehouse) if entry.parent is None else None
-        return dg.MaterializeResult(metadata=partition_metadata(context, context.asset_key, window, by_day))
+            window = {
+                **_metadata(outcome, client.stats.as_metadata()),
+                **table_metadata(warehouse, entry.table),
+            }
+            if not partitioned:
+                results[outcome.account_id] = outcome.counts.total
+                return {**window, "dagster/row_count": sum(results.values())}
+            # A nested entity's rows have no day of the partitions' (they follow their parent's): none per day.
+            by_day = _rows_by_day(scope, outcome, warehouse) if entry.parent is None else None
+            return partition_metadata(context, context.asset_key, scope.keys, window, by_day)
+
+        metadata = for_each_account(context, sync_one, REFUSED)
+        return dg.MaterializeResult(metadata=metadata)
 
     return _asset
 

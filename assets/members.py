@@ -8,11 +8,13 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from assets.accounts import account_label, for_each_account, open_client
 from assets.declaration import catalogue_asset_options
 from assets.member_sync import MembersOutcome, MembersRequest, sync_members
+from assets.partitions import Scope
 from assets.table_metadata import table_metadata
 from resources.catalogue import CATALOGUE, MEMBER_ENTITIES
-from resources.klaviyo import FilterNotAllowed, KlaviyoApiError, KlaviyoResource, QuotaExhausted
+from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 from resources.warehouse import members as mq
 
@@ -88,40 +90,42 @@ def build_members_asset(entity: str) -> dg.AssetsDefinition:
         warehouse: Warehouse,
     ) -> dg.MaterializeResult:
         warehouse.require_migrated()
-        client = None
-        try:
-            client = klaviyo.fresh_client()  # a refused key (401, 403) fails here, and is not retried
-            request = MembersRequest(
-                entity=entity,
-                full_refresh=config.full_refresh,
-                lookback=dt.timedelta(minutes=config.lookback_minutes),
-                listing_every=dt.timedelta(hours=config.listing_every_hours),
-                full_listing=config.full_listing,
-                profile_counts=config.profile_counts,
-                groups=tuple(config.groups),
-                run_id=context.run_id,
+
+        def sync_one(scope: Scope) -> dict:
+            client = None
+            try:
+                # A refused key (401, 403) fails here, and is not retried.
+                client = open_client(klaviyo, warehouse, scope)
+                request = MembersRequest(
+                    entity=entity,
+                    full_refresh=config.full_refresh,
+                    lookback=dt.timedelta(minutes=config.lookback_minutes),
+                    listing_every=dt.timedelta(hours=config.listing_every_hours),
+                    full_listing=config.full_listing,
+                    profile_counts=config.profile_counts,
+                    groups=tuple(config.groups),
+                    run_id=context.run_id,
+                )
+                outcome = sync_members(request, client, warehouse, log=context.log)
+            finally:
+                if client is not None:
+                    client.close()
+            context.log.info(
+                f"klaviyo/{entity}{account_label(scope)}: {outcome.groups} {entry.member_of} read "
+                f"({outcome.full_reads} in full), {outcome.records_read} members read, {outcome.counts.inserted} "
+                f"inserted, {outcome.counts.updated} updated; {outcome.listings} full listings: {outcome.left} "
+                f"left, {outcome.back} back, {outcome.found} found unread; {len(outcome.member_counts)} profile "
+                f"counts in {outcome.seconds:.1f} s"
             )
-            outcome = sync_members(request, client, warehouse, log=context.log)
-        except (KlaviyoApiError, QuotaExhausted, FilterNotAllowed) as exc:
-            raise dg.Failure(str(exc), allow_retries=False) from exc
-        finally:
-            if client is not None:
-                client.close()
-        context.log.info(
-            f"klaviyo/{entity}: {outcome.groups} {entry.member_of} read ({outcome.full_reads} in full), "
-            f"{outcome.records_read} members read, {outcome.counts.inserted} inserted, {outcome.counts.updated} "
-            f"updated; {outcome.listings} full listings: {outcome.left} left, {outcome.back} back, {outcome.found} "
-            f"found unread; {len(outcome.member_counts)} profile counts in {outcome.seconds:.1f} s"
-        )
-        with warehouse.engine.connect() as conn:
-            current = mq.member_counts(conn, entry.table, group_column, outcome.account_id)
-        return dg.MaterializeResult(
-            metadata={
+            with warehouse.engine.connect() as conn:
+                current = mq.member_counts(conn, entry.table, group_column, outcome.account_id)
+            return {
                 **_metadata(outcome, client.stats.as_metadata()),
                 **table_metadata(warehouse, entry.table),
                 "dagster/row_count": sum(current.values()),  # current members (left_at NULL)
             }
-        )
+
+        return dg.MaterializeResult(metadata=for_each_account(context, sync_one))
 
     return _asset
 

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
+from assets.accounts import REFUSED, account_label, for_each_account, open_client
+from assets.declaration import API_POOL
 from assets.dependents import cascade_deleted
 from assets.nested import sync_nested
+from assets.partitions import Scope
 from assets.sync import SyncRequest, listed_included
 from assets.transform import DERIVED_TABLES, INCLUDED_SHAPES, transform_derived
 from resources import settings
 from resources.catalogue import CATALOGUE, NESTED_ENTITIES, SMALL_ENTITIES, VOLUME_ENTITIES
-from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoResource
+from resources.klaviyo import KlaviyoClient, KlaviyoResource
 from resources.warehouse import Warehouse
 from resources.warehouse import queries as q
 from resources.warehouse.listing import IdListing, ShareExceeded
@@ -153,7 +156,7 @@ class ReconcileConfig(dg.Config):
     kinds={"python", "postgres"},
     owners=settings.asset_owners(),
     deps=[dg.AssetKey(["klaviyo", e]) for e in RECONCILED + STREAMED],
-    pool="klaviyo_api",
+    pool=API_POOL,
     description="Marks rows of campaigns, flows, forms, segments, lists, metrics and tags that Klaviyo no longer "
     "lists with deleted_at (one full id listing per entity; profiles when asked, weekly by their schedule: a "
     "listing of ids alone; events are never deleted), with their "
@@ -167,24 +170,27 @@ def deletions(
     if unknown:
         accepted = list(RECONCILED + STREAMED)
         raise dg.Failure(f"cannot reconcile {unknown}: only {accepted}", allow_retries=False)
-    client = klaviyo.fresh_client()
-    found = {}
-    try:
-        for entity in config.entities:
-            result = reconcile_deletions(entity, client, warehouse, config.max_deleted_share)
-            found[entity] = result
-            context.log.info(
-                f"klaviyo/{entity}: {result.listed} ids listed, {len(result.marked_deleted)} rows marked deleted"
-            )
-    except (KlaviyoApiError, ReconcileRefused) as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    finally:
-        client.close()
-    return dg.MaterializeResult(
-        metadata={
+
+    def reconcile_one(scope: Scope) -> dict:
+        client = open_client(klaviyo, warehouse, scope)
+        found = {}
+        try:
+            for entity in config.entities:
+                result = reconcile_deletions(entity, client, warehouse, config.max_deleted_share)
+                found[entity] = result
+                context.log.info(
+                    f"klaviyo/{entity}{account_label(scope)}: {result.listed} ids listed, "
+                    f"{len(result.marked_deleted)} rows marked deleted"
+                )
+        finally:
+            client.close()
+        return {
             **{f"deleted_{e}": len(r.marked_deleted) for e, r in found.items()},
             **{f"listed_{e}": r.listed for e, r in found.items()},
             "deleted_ids": dg.MetadataValue.json({e: r.marked_deleted[:50] for e, r in found.items()}),
             "api_calls": client.stats.totals().calls,
         }
+
+    return dg.MaterializeResult(
+        metadata=for_each_account(context, reconcile_one, (*REFUSED, ReconcileRefused))
     )

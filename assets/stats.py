@@ -7,12 +7,14 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from assets.partitions import daily_partitions
+from assets.accounts import REFUSED, account_label, for_each_account, open_client
+from assets.declaration import API_POOL
+from assets.partitions import Scope, entity_partitions
 from assets.report_loading import StatsOutcome, StatsRequest, load_statistics
 from assets.table_metadata import code_version, partition_metadata, table_metadata
 from resources import settings
 from resources.calendar import AccountCalendar
-from resources.klaviyo import KlaviyoApiError, KlaviyoResource
+from resources.klaviyo import KlaviyoResource
 from resources.reports import DAILY_QUOTA, FAMILIES, ReportFormatError
 from resources.warehouse import Warehouse
 from resources.warehouse import queries as q
@@ -90,7 +92,7 @@ SPECS = [
         kinds={"python", "pandas", "postgres"},
         owners=settings.asset_owners(),
         code_version=code_version(FAMILIES[name]),
-        partitions_def=daily_partitions,
+        partitions_def=entity_partitions,
         automation_condition=_stats_condition(),
         metadata={"table": FAMILIES[name].table, "dagster/table_name": FAMILIES[name].table},
         skippable=True,
@@ -99,17 +101,12 @@ SPECS = [
 ]
 
 
-def _days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    window = context.partition_time_window
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
-
-
 @dg.multi_asset(
     name="klaviyo_stats",
     specs=SPECS,
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="klaviyo_api",
+    pool=API_POOL,
     retry_policy=dg.RetryPolicy(max_retries=1, delay=settings.step_retry_delay()),
 )
 def klaviyo_stats(
@@ -117,48 +114,59 @@ def klaviyo_stats(
 ):
     warehouse.require_migrated()
     selected = [name for name, key in STATS_KEYS.items() if key in context.selected_asset_keys]
-    first, last = _days(context)
-    client = None
-    try:
-        client = klaviyo.fresh_client()
-        account = client.account()
-        ledger = ReportLedger(
-            warehouse.engine, account.id, quota=config.daily_quota, calendar=AccountCalendar(account.timezone)
-        )
-        request = StatsRequest(
-            families=selected,
-            first_day=first,
-            last_day=last,
-            lookback_days=config.lookback_days,
-            full_refresh=config.full_refresh,
-            conversion_metric_name=config.conversion_metric_name,
-            conversion_metric_id=config.conversion_metric_id,
-            run_id=context.run_id,
-            campaign_refresh_days=config.campaign_refresh_days,
-        )
-        outcome = load_statistics(request, client, warehouse, ledger, log=context.log)
-    except (KlaviyoApiError, ReportFormatError) as exc:
-        # Klaviyo refused the request or the key (401/403), or answered what cannot be read: a retry of the
-        # step would get the same answer.
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    finally:
-        if client is not None:
-            client.close()
-    deferred = []
-    for name in selected:
-        family = outcome.families[name]
-        if family.deferred:
-            deferred.append(name)
-            continue  # not materialized: its days wait for the quota (the catch-up sensor asks again)
-        window = {**_metadata(name, outcome, warehouse), **table_metadata(warehouse, FAMILIES[name].table)}
-        rows = _rows_by_day(FAMILIES[name], outcome.account_id, first, last, warehouse)
-        metadata = partition_metadata(context, STATS_KEYS[name], window, rows)
+    materialized: dict[str, dict] = {}
+
+    def load_one(scope: Scope) -> dict:
+        first, last = dt.date.fromisoformat(scope.first_day), dt.date.fromisoformat(scope.last_day)
+        client = None
+        try:
+            client = open_client(klaviyo, warehouse, scope)
+            account = client.account()
+            ledger = ReportLedger(
+                warehouse.engine,
+                account.id,
+                quota=config.daily_quota,
+                calendar=AccountCalendar(account.timezone),
+            )
+            request = StatsRequest(
+                families=selected,
+                first_day=first,
+                last_day=last,
+                lookback_days=config.lookback_days,
+                full_refresh=config.full_refresh,
+                conversion_metric_name=config.conversion_metric_name,
+                conversion_metric_id=config.conversion_metric_id,
+                run_id=context.run_id,
+                campaign_refresh_days=config.campaign_refresh_days,
+            )
+            outcome = load_statistics(request, client, warehouse, ledger, log=context.log)
+        finally:
+            if client is not None:
+                client.close()
+        deferred = []
+        for name in selected:
+            family = outcome.families[name]
+            if family.deferred:
+                deferred.append(name)
+                continue  # not materialized: its days wait for the quota (the catch-up sensor asks again)
+            window = {
+                **_metadata(name, outcome, warehouse),
+                **table_metadata(warehouse, FAMILIES[name].table),
+            }
+            rows = _rows_by_day(FAMILIES[name], outcome.account_id, first, last, warehouse)
+            materialized[name] = partition_metadata(context, STATS_KEYS[name], scope.keys, window, rows)
+        if deferred:
+            context.log.warning(
+                f"not materialized for lack of report quota{account_label(scope)}: {', '.join(deferred)} "
+                f"({outcome.quota_used}/{outcome.quota} requests used today); loaded days are kept"
+            )
+        return {}
+
+    # Klaviyo refused the request or the key (401/403), or answered what cannot be read: a retry of the step
+    # would get the same answer.
+    for_each_account(context, load_one, (*REFUSED, ReportFormatError))
+    for name, metadata in materialized.items():
         yield dg.MaterializeResult(asset_key=STATS_KEYS[name], metadata=metadata)
-    if deferred:
-        context.log.warning(
-            f"not materialized for lack of report quota: {', '.join(deferred)} "
-            f"({outcome.quota_used}/{outcome.quota} requests used today); loaded days are kept"
-        )
 
 
 def _rows_by_day(family, account_id: str, first: dt.date, last: dt.date, warehouse: Warehouse) -> dict | None:
@@ -251,25 +259,25 @@ def entity_summaries(
     context: dg.AssetExecutionContext, config: SummaryConfig, klaviyo: KlaviyoResource, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     warehouse.require_migrated()
-    try:
-        account = klaviyo.account()
-    except KlaviyoApiError as exc:
-        raise dg.Failure(str(exc), allow_retries=False) from exc
-    account_id = account.id
-    today = AccountCalendar(account.timezone).today(dt.datetime.now(UTC))
-    changed = refresh_summaries(warehouse, account_id, today, config.days, account.timezone)
-    context.log.info(f"summary columns over {config.days} days to {today}: rows changed {changed}")
-    top = top_flows_by_revenue(warehouse, account_id)
-    table = ["| flow | recipients | open rate | click rate | revenue |", "|---|---:|---:|---:|---:|"]
-    table += [
-        f"| {str(r.name).replace('|', '/')} | {r.recipients or 0:,} | {r.open_rate or 0:.1%} | "
-        f"{r.click_rate or 0:.1%} | {r.revenue or 0:,.2f} |"
-        for r in top
-    ]
-    return dg.MaterializeResult(
-        metadata={
+
+    def refresh_one(scope: Scope) -> dict:
+        account = klaviyo.account(scope.account)
+        today = AccountCalendar(account.timezone).today(dt.datetime.now(UTC))
+        changed = refresh_summaries(warehouse, account.id, today, config.days, account.timezone)
+        context.log.info(
+            f"summary columns{account_label(scope)} over {config.days} days to {today}: rows changed {changed}"
+        )
+        top = top_flows_by_revenue(warehouse, account.id)
+        table = ["| flow | recipients | open rate | click rate | revenue |", "|---|---:|---:|---:|---:|"]
+        table += [
+            f"| {str(r.name).replace('|', '/')} | {r.recipients or 0:,} | {r.open_rate or 0:.1%} | "
+            f"{r.click_rate or 0:.1%} | {r.revenue or 0:,.2f} |"
+            for r in top
+        ]
+        return {
             **{f"changed_{t}": n for t, n in changed.items()},
             "window_days": config.days,
             "top_flows_by_revenue": dg.MetadataValue.md("\n".join(table)),
         }
-    )
+
+    return dg.MaterializeResult(metadata=for_each_account(context, refresh_one))

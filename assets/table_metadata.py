@@ -7,9 +7,11 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 
+from assets.partitions import split_key
 from resources.warehouse import Warehouse
 from resources.warehouse import queries as q
 
@@ -35,6 +37,7 @@ def table_metadata(warehouse: Warehouse, table: str) -> dict:
 def partition_metadata(
     context: dg.AssetExecutionContext,
     asset_key: dg.AssetKey,
+    keys: Sequence[str],
     window: dict,
     rows_by_day: dict[dt.date, int] | None,
 ) -> dict:
@@ -42,16 +45,16 @@ def partition_metadata(
     is true of each partition goes on each: its rows in the table (`dagster/row_count`, so the plot across
     partitions and runs means something). The run's own figures (rows read and written, API calls, the
     table's schema) cover its whole window: they go once, on the newest partition's event, with
-    `figures_cover` saying so. A one-partition run carries both on its one event. Returns the metadata for the
+    `figures_cover` saying so. A one-partition run carries both on its one event. `keys`: one account's
+    partitions of the run, in order (`rows_by_day` is that account's). Returns the metadata for the
     `MaterializeResult` (what every partition's event would get)."""
-    keys = context.partition_keys
 
     def rows(key: str) -> dict:
         if rows_by_day is None:
             return {}
-        return {"dagster/row_count": rows_by_day.get(dt.date.fromisoformat(key), 0)}
+        return {"dagster/row_count": rows_by_day.get(dt.date.fromisoformat(split_key(key)[1]), 0)}
 
-    if len(keys) == 1:
+    if len(context.partition_keys) == 1:
         return {**window, **rows(keys[0])}
     if rows_by_day is not None:
         for key in keys[:-1]:

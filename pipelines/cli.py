@@ -6,6 +6,8 @@ klaviyo-pipeline ui                    # dagster dev on the same instance, wareh
 klaviyo-pipeline plan-stats --start 2025-12-01   # report calls a statistics backfill needs (sends none)
 klaviyo-pipeline migrate               # apply pending warehouse migrations
 klaviyo-pipeline check                 # does the API key have every scope the assets need?
+klaviyo-pipeline accounts add acme --key-env KLAVIYO_KEY_ACME   # declare an account (KLAVIYO_ACCOUNTS_FILE)
+klaviyo-pipeline sync --account acme   # one declared account (default: every one, a run each)
 klaviyo-pipeline worker                # a Celery worker (KLAVIYO_EXECUTOR=celery runs spread over workers)
 """
 
@@ -66,6 +68,28 @@ def summary(warehouse_url: str) -> list[tuple]:
     return rows
 
 
+def account_summary(warehouse_url: str, ids: dict[str, str]) -> list[tuple]:
+    """Per declared account (name → id): entities whose last sync succeeded, those that failed, the latest
+    success."""
+    from resources.warehouse import Warehouse
+    from resources.warehouse import queries as q
+
+    warehouse = Warehouse(url=warehouse_url)
+    try:
+        with warehouse.engine.connect() as conn:
+            status = q.status_by_account(conn)
+    finally:
+        warehouse.dispose()
+    rows = []
+    for name, account_id in ids.items():
+        s = status.get(account_id)
+        when = s.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if s and s.last_success_at else "-"
+        rows.append(
+            (name, account_id, s.succeeded if s else 0, ", ".join(s.failed) if s and s.failed else "-", when)
+        )
+    return rows
+
+
 class UsageError(Exception):
     """Input the command refuses before it starts anything: said in one line, exit status 2."""
 
@@ -118,21 +142,23 @@ def _reachable_warehouse(url: str):
     print(f"migrations: {', '.join(applied) if applied else 'up to date'}")
 
 
-def _readable_account(env) -> None:
+def _readable_account(env, account=None) -> str:
     """The API key is accepted (one request); a refused key is a one-line error before any run starts."""
     from pipelines.environment import command_client
     from resources.klaviyo import KlaviyoApiError
 
-    client = command_client(env)
+    client = command_client(env, account)
+    label = f"account {account.name}" if account is not None else "account"
     try:
-        account = client.account()
+        info = client.account()
     except KlaviyoApiError as exc:
         if exc.unauthorized:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"{label}: {exc}") from None
         raise
     finally:
         client.close()
-    print(f"account: {account.id} (time zone {account.timezone})")
+    print(f"{label}: {info.id} (time zone {info.timezone})")
+    return info.id
 
 
 def _repository_label() -> str:
@@ -164,14 +190,52 @@ def _execute(job, instance, run_config: dict, tags: dict, assets: set | None, ch
     return dg.execute_job(subset, instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
 
 
+def _chosen_accounts(names: list[str] | None) -> list:
+    """The accounts a command covers: [None] with one account; else those named (default: every declared one)."""
+    from resources.accounts import AccountsError, account_named, multi_account, read_accounts
+
+    if not multi_account():
+        if names:
+            raise UsageError("--account needs an accounts file (KLAVIYO_ACCOUNTS_FILE); see `accounts add`")
+        return [None]
+    try:
+        accounts = [account_named(n) for n in names] if names else read_accounts()
+    except AccountsError as exc:
+        raise UsageError(str(exc)) from None
+    if not accounts:
+        raise UsageError("no account is declared yet: add one with `klaviyo-pipeline accounts add`")
+    return accounts
+
+
+def _pool_ready(instance, attempts: int = 5) -> None:
+    """The API pool's row in a new instance, made before a run needs it: several syncs started at once on a new
+    instance would each insert it when their first step starts, and all but one fail (Dagster's insert, on
+    Postgres, aborts its transaction when it loses). Here a process that loses looks again and finds the row."""
+    from assets.declaration import API_POOL
+
+    storage = instance.event_log_storage
+    for attempt in range(attempts):
+        if API_POOL in storage.get_concurrency_keys():
+            return
+        try:
+            storage.initialize_concurrency_limit_to_default(API_POOL)
+            return
+        except Exception:  # noqa: BLE001 - another process made the row meanwhile: look again
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     import dagster as dg
 
     start, end = partition_range(args.start, args.end)
+    accounts = _chosen_accounts(args.account)
     with prepared() as env:
         _reachable_warehouse(env.warehouse_url)
-        _readable_account(env)
+        ids = {account.name if account else "": _readable_account(env, account) for account in accounts}
 
+        from assets.partitions import ACCOUNT_TAG, account_partitions, account_range_tags
         from pipelines.definitions import defs
         from pipelines.run_launcher import PID_TAG
 
@@ -194,7 +258,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
             }
             if "stats" in entities:
                 run_config["ops"]["klaviyo_stats"] = {"config": {"full_refresh": True}}
-        print(f"syncing {', '.join(entities)} for {start} .. {end} (one run) on instance {env.dagster_home}")
+        named = "" if accounts == [None] else f" of {', '.join(a.name for a in accounts)}"
+        print(
+            f"syncing {', '.join(entities)}{named} for {start} .. {end} (one run per account) on {env.dagster_home}"
+        )
         began = time.monotonic()
         job = defs.resolve_job_def("klaviyo_full_sync")
         # Filed under the job in the UI; the asset checks run after the sync, as a run of their own: they check
@@ -206,19 +273,35 @@ def cmd_sync(args: argparse.Namespace) -> int:
         }
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key in set(selection)}
         instance = dg.DagsterInstance.get()
-        range_tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+        results = []
         try:
-            result = _execute(
-                job, instance, run_config, {**tags, **range_tags}, set(selection), set()
-            )  # fmt: skip
+            _pool_ready(instance)
+            if accounts != [None]:  # each account's partition exists before its run (else the sensor adds it)
+                known = set(instance.get_dynamic_partitions(account_partitions.name))
+                new = [a.name for a in accounts if a.name not in known]
+                instance.add_dynamic_partitions(account_partitions.name, new)
+            for account in accounts:
+                own = account.start_date if account is not None and account.start_date else None
+                first = max(start, own) if own else start
+                run_tags = {**tags, **account_range_tags(account, first, max(first, end))}
+                result = _execute(job, instance, run_config, run_tags, set(selection), set())
+                results.append((account, result))
             synced_in = time.monotonic() - began
             checked = None
-            if result.success and checks:
-                checked = _execute(job, instance, {"loggers": run_config["loggers"]}, tags, None, checks)
+            if all(r.success for _, r in results) and checks:
+                check_tags = tags | (
+                    {ACCOUNT_TAG: ",".join(a.name for a in accounts)} if accounts != [None] else {}
+                )
+                checked = _execute(
+                    job, instance, {"loggers": run_config["loggers"]}, check_tags, None, checks
+                )
         finally:
             instance.dispose()
         print()
-        print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {synced_in:.1f} s")
+        for account, result in results:
+            who = f"account {account.name}: " if account is not None else ""
+            print(f"{who}run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        print(f"synced in {synced_in:.1f} s")
         if checked is not None:
             evaluations = checked.get_asset_check_evaluations()
             failed = sorted(e.asset_check_key.to_user_string() for e in evaluations if not e.passed)
@@ -228,7 +311,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 + f" in {time.monotonic() - began - synced_in:.1f} s"
             )
         _print_table(summary(env.warehouse_url), ("table", "rows", "status", "watermark"))
-        for run in (result, checked):
+        if accounts != [None]:
+            print()
+            _print_table(
+                account_summary(env.warehouse_url, ids), ("account", "id", "ok", "failed", "last success")
+            )
+        for run in [r for _, r in results] + [checked]:
             if run is None or run.success:
                 continue
             for event in run.all_events:
@@ -236,7 +324,46 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     error = getattr(event.event_specific_data, "error", None)
                     if error is not None:
                         print(f"\n{event.step_key}: {error.message.strip()}", file=sys.stderr)
-        return 0 if result.success and (checked is None or checked.success) else 1
+        ok = all(r.success for _, r in results) and (checked is None or checked.success)
+        return 0 if ok else 1
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    """accounts add NAME --key-env VAR [--start-date D] | accounts list"""
+    from pathlib import Path
+
+    from resources.accounts import (
+        ACCOUNTS_FILE_ENV,
+        Account,
+        AccountsError,
+        accounts_file,
+        add_account,
+        read_accounts,
+    )
+
+    path = Path(args.file) if args.file else accounts_file()
+    if path is None:
+        raise UsageError(f"set {ACCOUNTS_FILE_ENV} to the accounts file's path (or give --file)")
+    try:
+        if args.accounts_command == "add":
+            if args.start_date:
+                partition_range(args.start_date, None)  # a day of the partitions
+            accounts = add_account(path, Account(args.name, args.key_env, args.start_date))
+            print(f"{path}: {len(accounts)} account(s); {args.name} reads the key in ${args.key_env}")
+            print(
+                "its history starts with the bootstrap sensor, or now with `klaviyo-pipeline sync --account "
+                f"{args.name}`"
+            )
+            return 0
+        accounts = read_accounts(path)
+    except AccountsError as exc:
+        raise UsageError(str(exc)) from None
+    rows = [
+        (a.name, a.key_env, "set" if os.environ.get(a.key_env) else "NOT SET", a.start_date or "-")
+        for a in accounts
+    ]
+    _print_table(rows, ("account", "key variable", "key", "start date"))
+    return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -289,6 +416,10 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
     """How many report calls the statistics of a range need (nothing is sent but the account lookup)."""
     import datetime as dt
 
+    chosen = _chosen_accounts([args.account] if args.account else None)
+    if len(chosen) > 1:
+        raise UsageError("with several accounts, name one: --account NAME")
+    chosen = chosen[0]
     with prepared() as env:
         from assets.report_loading import StatsRequest, plan
         from resources import settings
@@ -303,11 +434,11 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
         first = dt.date.fromisoformat(args.start or settings.start_date())
         last = dt.date.fromisoformat(args.end) if args.end else today
         account = KlaviyoResource(
-            api_key=os.environ["KLAVIYO_API_KEY"],
+            api_key=os.environ.get("KLAVIYO_API_KEY", ""),
             base_url=env.klaviyo_base_url,
             revision=settings.revision(),
             rate_time_scale=settings.rate_time_scale(),
-        ).account_id()
+        ).account_id(chosen)
         request = StatsRequest(list(FAMILIES), first, last, args.lookback_days)
         calls = plan(request, warehouse, account, dt.datetime.now(dt.UTC))
         ledger = ReportLedger(warehouse.engine, account, quota=args.daily_quota)
@@ -324,25 +455,32 @@ def cmd_plan_stats(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """One smallest request per endpoint the assets read; a table of scopes, non-zero exit if one is missing."""
+    accounts = _chosen_accounts(args.account)
     with prepared(warehouse=False) as env:
         from assets.access import check_access
         from pipelines.environment import command_client
 
-        client = command_client(env)
-        try:
-            results = check_access(client)
-        finally:
-            client.close()
-        rows = [(r.requirement.asset, r.requirement.endpoint, r.requirement.scope, r.detail) for r in results]
-        _print_table(rows, ("asset", "endpoint", "scope", "result"))
-        missing = sorted({r.requirement.scope for r in results if not r.ok})
-        if missing:
-            print(f"\nthe key cannot read what the assets need: missing or refused {', '.join(missing)}")
-            return 1
-        print(
-            f"\nthe key has every scope the assets need ({len({r.requirement.scope for r in results})} scopes)"
-        )
-        return 0
+        status = 0
+        for account in accounts:
+            if account is not None:
+                print(f"\naccount {account.name} (key in ${account.key_env}):")
+            client = command_client(env, account)
+            try:
+                results = check_access(client)
+            finally:
+                client.close()
+            rows = [
+                (r.requirement.asset, r.requirement.endpoint, r.requirement.scope, r.detail) for r in results
+            ]
+            _print_table(rows, ("asset", "endpoint", "scope", "result"))
+            missing = sorted({r.requirement.scope for r in results if not r.ok})
+            if missing:
+                print(f"\nthe key cannot read what the assets need: missing or refused {', '.join(missing)}")
+                status = 1
+                continue
+            scopes = len({r.requirement.scope for r in results})
+            print(f"\nthe key has every scope the assets need ({scopes} scopes)")
+        return status
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -351,8 +489,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from pipelines import distributed
     from pipelines.environment import state_dir
+    from resources.accounts import AccountsError, multi_account, read_accounts
 
-    shared = ("KLAVIYO_API_KEY", "WAREHOUSE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME")
+    try:  # each declared account's key variable, or the one key
+        keys = [a.key_env for a in read_accounts()] if multi_account() else ["KLAVIYO_API_KEY"]
+    except AccountsError as exc:
+        raise UsageError(str(exc)) from None
+    shared = (*keys, "WAREHOUSE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME")
     missing = [name for name in shared if not os.environ.get(name)]
     if missing:
         raise UsageError(
@@ -396,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these entities (repeatable; 'stats': report statistics and summary columns)",
     )
     sync.add_argument("--full-refresh", action="store_true", help="ignore watermarks")
+    sync.add_argument(
+        "--account", action="append", help="only this declared account (repeatable; default: every one)"
+    )
     sync.set_defaults(func=cmd_sync)
     ui = sub.add_parser("ui", help="open the Dagster UI on the same instance, warehouse and source")
     ui.add_argument("--port", type=int, default=3000)
@@ -407,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--end", help="last day (YYYY-MM-DD); default: today")
     stats.add_argument("--lookback-days", type=int, default=7)
     stats.add_argument("--daily-quota", type=int, default=225, help="report requests a day (Klaviyo: 225)")
+    stats.add_argument("--account", help="the declared account (with an accounts file)")
     stats.set_defaults(func=cmd_plan_stats)
     worker = sub.add_parser(
         "worker", help="start a Celery worker for runs started with KLAVIYO_EXECUTOR=celery (any machine)"
@@ -419,7 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", help="check that the API key has every read scope the assets need (one small request each)"
     )
+    check.add_argument("--account", action="append", help="only this declared account (repeatable)")
     check.set_defaults(func=cmd_check)
+    accounts = sub.add_parser(
+        "accounts", help="declare and list the Klaviyo accounts (KLAVIYO_ACCOUNTS_FILE)"
+    )
+    accounts.add_argument("--file", help="the accounts file (default: KLAVIYO_ACCOUNTS_FILE)")
+    accounts_sub = accounts.add_subparsers(dest="accounts_command", required=True)
+    add = accounts_sub.add_parser("add", help="declare an account (its key stays in the environment)")
+    add.add_argument("name", help="lowercase letters, digits, '-' or '_' (its partition key)")
+    add.add_argument("--key-env", required=True, help="the environment variable that holds its API key")
+    add.add_argument("--start-date", help="first day of its history (YYYY-MM-DD; default KLAVIYO_START_DATE)")
+    accounts_sub.add_parser("list", help="the declared accounts, and whether each key variable is set")
+    accounts.set_defaults(func=cmd_accounts)
     add_webhook_commands(sub)  # webhooks serve|register|list|delete (pipelines/webhooks.py)
     return parser
 

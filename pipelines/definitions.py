@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.bi_views import klaviyo_bi_views
 from assets.entities import entity_assets, volume_assets
+from assets.partitions import MULTI_ACCOUNT
 from assets.reconcile import deletions
 from assets.stats import entity_summaries, klaviyo_stats
 from assets.webhook_events import webhook_events  # webhooks: the inbox drain
@@ -71,7 +72,8 @@ defs = dg.Definitions(
     ],
     resources={
         "klaviyo": KlaviyoResource(
-            api_key=dg.EnvVar("KLAVIYO_API_KEY"),
+            # With an accounts file each account's key comes from the variable the file names for it.
+            api_key="" if MULTI_ACCOUNT else dg.EnvVar("KLAVIYO_API_KEY"),
             base_url=settings.base_url(),
             revision=settings.revision(),
             rate_time_scale=settings.rate_time_scale(),

@@ -94,18 +94,31 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
         for name, value in DAGSTER_RUN_EVENTS.items():
             os.environ.setdefault(name, value)
 
-        simulated = not os.environ.get("KLAVIYO_API_KEY")
+        from resources.accounts import multi_account, read_accounts
+
+        # With an accounts file, the accounts whose key variable is unset read simulated accounts of their own.
+        unset = [a for a in read_accounts() if not os.environ.get(a.key_env)] if multi_account() else []
+        simulated = not os.environ.get("KLAVIYO_API_KEY") if not multi_account() else bool(unset)
         if simulated:
             from klaviyo_sim import Account, Simulator
 
-            sim = Simulator(Account(seed=7, scale=simulator_scale), time_scale=SIM_TIME_SCALE).start()
+            own = {
+                f"{SIM_KEY}_{a.name}": Account(seed=7 + i, scale=simulator_scale) for i, a in enumerate(unset)
+            }
+            sim = Simulator(
+                Account(seed=7, scale=simulator_scale), time_scale=SIM_TIME_SCALE, accounts=own
+            ).start()
             stack.callback(sim.stop)
-            os.environ["KLAVIYO_API_KEY"] = SIM_KEY
+            keys = {"KLAVIYO_API_KEY": SIM_KEY} | {a.key_env: f"{SIM_KEY}_{a.name}" for a in unset}
+            for name, value in keys.items():
+                if not os.environ.get(name):
+                    os.environ[name] = value
+                    stack.callback(os.environ.pop, name, None)
             os.environ["KLAVIYO_BASE_URL"] = sim.url
             os.environ["KLAVIYO_RATE_TIME_SCALE"] = str(SIM_TIME_SCALE)
-            stack.callback(os.environ.pop, "KLAVIYO_API_KEY", None)
             stack.callback(os.environ.pop, "KLAVIYO_RATE_TIME_SCALE", None)
-            echo(f"klaviyo: no KLAVIYO_API_KEY set, using the bundled simulator at {sim.url}")
+            which = f"accounts {', '.join(a.name for a in unset)}" if unset else "no KLAVIYO_API_KEY set"
+            echo(f"klaviyo: {which}: using the bundled simulator at {sim.url}")
         else:
             echo(
                 f"klaviyo: reading the account behind KLAVIYO_API_KEY at {os.environ.get('KLAVIYO_BASE_URL', 'https://a.klaviyo.com')}"
@@ -120,14 +133,14 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
         )
 
 
-def command_client(env: Environment):
+def command_client(env: Environment, account=None):
     """A Klaviyo client for a one-off command (`check`, `webhooks …`, the key check before a sync): the key and
-    host `prepared()` set, the pinned revision, three attempts per request."""
+    host `prepared()` set (or a declared account's key), the pinned revision, three attempts per request."""
     from resources import settings
     from resources.klaviyo import KlaviyoClient
 
     return KlaviyoClient(
-        os.environ["KLAVIYO_API_KEY"],
+        account.api_key() if account is not None else os.environ["KLAVIYO_API_KEY"],
         base_url=env.klaviyo_base_url,
         revision=settings.revision(),
         rate_time_scale=settings.rate_time_scale(),

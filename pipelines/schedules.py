@@ -5,13 +5,39 @@ import datetime as dt
 
 import dagster as dg
 
+from assets.partitions import ACCOUNT_TAG, MULTI_ACCOUNT, account_partitions, partition_key
 from pipelines.jobs import all_entities_job, entity_jobs, reconcile_job
 from resources import settings
+from resources.accounts import Account, read_accounts
 from resources.catalogue import ALL_ENTITIES, MEMBER_ENTITIES
 
 
 def _day(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%d")
+
+
+def live_accounts(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext) -> list[Account | None]:
+    """The accounts runs are requested for: [None] with one account; else each declared account whose
+    partition exists (the bootstrap sensor adds a new account's partition with its history run)."""
+    if not MULTI_ACCOUNT:
+        return [None]
+    known = set(context.instance.get_dynamic_partitions(account_partitions.name))
+    return [a for a in read_accounts() if a.name in known]
+
+
+def day_requests(
+    context: dg.ScheduleEvaluationContext, day: str, tags: dict, **request
+) -> list[dg.RunRequest]:
+    """One run of a day's partition per account (its own run: one account's failure or backfill never holds
+    up another's), tagged with the account for the run queue's per-account limits."""
+    return [
+        dg.RunRequest(
+            partition_key=partition_key(a.name if a else None, day),
+            tags=tags | ({ACCOUNT_TAG: a.name} if a else {}),
+            **{k: f"{v}:{a.name}" if k == "run_key" and a and v else v for k, v in request.items()},
+        )
+        for a in live_accounts(context)
+    ]
 
 
 @dg.schedule(
@@ -21,9 +47,9 @@ def _day(when: dt.datetime) -> str:
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Every 15 minutes: today's partition, incremental from each entity's watermark.",
 )
-def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     key = _day(context.scheduled_execution_time)
-    return dg.RunRequest(partition_key=key, tags={"klaviyo/schedule": "incremental"})
+    return day_requests(context, key, {"klaviyo/schedule": "incremental"})
 
 
 @dg.schedule(
@@ -33,13 +59,13 @@ def klaviyo_incremental_schedule(context: dg.ScheduleEvaluationContext) -> dg.Ru
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Daily at 02:30 UTC: re-read all of yesterday (late updates settle), full window.",
 )
-def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     key = _day(context.scheduled_execution_time - dt.timedelta(days=1))
     # Members are not read again in full (a million-member segment is 10,000 requests): their own daily full
     # listing (listing_every_hours) finds who left, and a settle run reads them incrementally.
     settled = [e for e in ALL_ENTITIES if e not in MEMBER_ENTITIES]
     config = {"ops": {f"klaviyo__{e}": {"config": {"full_refresh": True}} for e in settled}}
-    return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "settle"})
+    return day_requests(context, key, {"klaviyo/schedule": "settle"}, run_config=config)
 
 
 @dg.schedule(
@@ -51,10 +77,10 @@ def klaviyo_settle_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     "(run config reread_days; KLAVIYO_EVENTS_REREAD_DAYS), so events Klaviyo received late with an older "
     "datetime land; events already stored are left as they are.",
 )
-def klaviyo_events_reread_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def klaviyo_events_reread_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     key = _day(context.scheduled_execution_time)
     config = {"ops": {"klaviyo__events": {"config": {"reread_days": settings.events_reread_days()}}}}
-    return dg.RunRequest(partition_key=key, run_config=config, tags={"klaviyo/schedule": "events-reread"})
+    return day_requests(context, key, {"klaviyo/schedule": "events-reread"}, run_config=config)
 
 
 klaviyo_reconcile_schedule = dg.ScheduleDefinition(

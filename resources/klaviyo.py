@@ -23,6 +23,7 @@ import requests
 import tenacity
 from pydantic import Field, PrivateAttr
 
+from resources.accounts import Account
 from resources.catalogue import ENDPOINTS, SORTS_BY_UPDATE, scope_for
 from resources.klaviyo_api import (
     ACCOUNTS_PATH,
@@ -585,7 +586,11 @@ def _client_error(method: str, endpoint: str, response: requests.Response) -> Kl
 class KlaviyoResource(dg.ConfigurableResource):
     """Klaviyo API access for the assets. The key comes from the environment and is never shown."""
 
-    api_key: str = Field(description="Private API key (pk_...); use dg.EnvVar('KLAVIYO_API_KEY').")
+    api_key: str = Field(
+        default="",
+        description="Private API key (pk_...); use dg.EnvVar('KLAVIYO_API_KEY'). With an accounts file, each "
+        "account's key comes from the variable the file names for it instead.",
+    )
     base_url: str = Field(default=DEFAULT_BASE_URL, description="API host; the simulator's URL when testing.")
     revision: str = Field(default=DEFAULT_REVISION, description="Pinned API revision header.")
     connect_timeout: float = 10.0
@@ -598,34 +603,37 @@ class KlaviyoResource(dg.ConfigurableResource):
         description="Shrinks the client's rate windows to match a time-scaled simulator; 1.0 for Klaviyo.",
     )
 
-    _account: AccountInfo | None = PrivateAttr(default=None)
+    _accounts: dict = PrivateAttr(default_factory=dict)  # AccountInfo by declared account name
 
-    def fresh_client(self) -> KlaviyoClient:
-        """A client with its own stats (one per materialization); the account is looked up once. A key Klaviyo
-        refuses (401, or 403 for lack of accounts:read) raises KlaviyoApiError here."""
+    def fresh_client(self, account: Account | None = None) -> KlaviyoClient:
+        """A client with its own stats (one per materialization) for one declared account (resources/accounts.py;
+        None: the key of `api_key`); each account is looked up once. A key Klaviyo refuses (401, or 403 for lack
+        of accounts:read) raises KlaviyoApiError here; an account whose key variable is unset, AccountsError."""
+        name = account.name if account is not None else None
         client = KlaviyoClient(
-            self.api_key,
+            account.api_key() if account is not None else self.api_key,
             base_url=self.base_url,
             revision=self.revision,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_attempts=self.max_attempts,
             max_retry_after=self.max_retry_after,
-            account=self._account,
+            account=self._accounts.get(name),
             rate_time_scale=self.rate_time_scale,
         )
         try:
-            self._account = client.account()
+            self._accounts[name] = client.account()
         except BaseException:
             client.close()
             raise
         return client
 
-    def account(self) -> AccountInfo:
-        """The account (id, time zone), looked up once (by the first client this resource hands out)."""
-        if self._account is None:
-            self.fresh_client().close()
-        return self._account
+    def account(self, account: Account | None = None) -> AccountInfo:
+        """The account (id, time zone), looked up once (by the first client this resource hands out for it)."""
+        name = account.name if account is not None else None
+        if name not in self._accounts:
+            self.fresh_client(account).close()
+        return self._accounts[name]
 
-    def account_id(self) -> str:
-        return self.account().id
+    def account_id(self, account: Account | None = None) -> str:
+        return self.account(account).id

@@ -1,6 +1,7 @@
-"""Runs spread over Celery workers: two `klaviyo-pipeline worker` processes take the steps of a 30-day range run
-started with KLAVIYO_EXECUTOR=celery (broker: RabbitMQ on 127.0.0.1:5672), against the shared Dagster instance
-and warehouse in Postgres; the warehouse ends up equal to the simulator's account."""
+"""Runs spread over Celery workers: two `klaviyo-pipeline worker` processes take the steps of a 30-day backfill of
+three accounts (a run each) started with KLAVIYO_EXECUTOR=celery (broker: RabbitMQ on 127.0.0.1:5672), against
+the shared Dagster instance and warehouse in Postgres; every account's tables end up equal to its simulated
+account, and no row carries another account's id."""
 
 import datetime as dt
 import os
@@ -16,7 +17,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from klaviyo_sim import Account
-from tests.conftest import TEST_KEY, cli_env
+from resources.accounts import Account as Declared
+from resources.accounts import add_account
+from tests.conftest import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +54,19 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
-def test_two_celery_workers_run_a_30_day_range_and_the_warehouse_equals_the_simulator(
+def test_two_celery_workers_backfill_three_accounts_for_30_days_each_equal_to_its_simulated_account(
     tmp_path, make_sim, new_database
 ):
-    sim = make_sim(Account(seed=7))
+    keys = {name: f"pk_{name}_" + "c" * 30 for name in ("acme", "globex", "initech")}
+    accounts = {
+        "acme": Account(seed=31),
+        "globex": Account(seed=32, timezone="America/New_York"),
+        "initech": Account(seed=33, timezone="Asia/Kolkata"),
+    }
+    sim = make_sim(Account(seed=7), accounts={keys[n]: a for n, a in accounts.items()})
+    declared = tmp_path / "accounts.yaml"
+    for name in accounts:
+        add_account(declared, Declared(name, f"KLAVIYO_KEY_{name.upper()}"))
     warehouse_url, dagster_url = new_database(), new_database()  # empty; dropped after the test
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -65,7 +77,8 @@ def test_two_celery_workers_run_a_30_day_range_and_the_warehouse_equals_the_simu
         WAREHOUSE_URL=warehouse_url.replace("postgresql://", "postgresql+psycopg://"),
         DAGSTER_PG_URL=dagster_url.replace("postgresql://", "postgresql+psycopg2://"),
         DAGSTER_HOME=str(home),
-        KLAVIYO_API_KEY=TEST_KEY,
+        KLAVIYO_ACCOUNTS_FILE=str(declared),
+        **{f"KLAVIYO_KEY_{n.upper()}": keys[n] for n in accounts},
         KLAVIYO_BASE_URL=sim.url,
         KLAVIYO_RATE_TIME_SCALE="0.01",
         KLAVIYO_EXECUTOR="celery",
@@ -100,19 +113,25 @@ def test_two_celery_workers_run_a_30_day_range_and_the_warehouse_equals_the_simu
     # Both workers took steps of the run.
     for name, log in logs.items():
         assert log.read_text().count("succeeded in") >= 1, f"worker {name} ran no step"
+    for name in accounts:
+        assert f"account {name}: run " in synced.stdout
     engine = create_engine(env["WAREHOUSE_URL"])
+    tables = ("klaviyo_campaigns", "klaviyo_flows", "klaviyo_lists", "klaviyo_events")
     try:
         with engine.connect() as conn:
-            ids = {
-                table: {r[0] for r in conn.execute(text(f"SELECT id FROM {table}"))}
-                for table in ("klaviyo_campaigns", "klaviyo_flows", "klaviyo_lists", "klaviyo_events")
+            found = {
+                t: {(r[0], r[1]) for r in conn.execute(text(f"SELECT account_id, id FROM {t}"))}
+                for t in tables
             }
-            accounts = {r[0] for r in conn.execute(text("SELECT DISTINCT account_id FROM klaviyo_events"))}
     finally:
         engine.dispose()
-    account = sim.account
-    assert ids["klaviyo_campaigns"] == {c.id for c in account.campaigns}
-    assert ids["klaviyo_flows"] == {f.id for f in account.flows}
-    assert ids["klaviyo_lists"] == {x.id for x in account.lists}
-    assert ids["klaviyo_events"] == {account.event_id(i) for i in range(account.total_events)}
-    assert accounts == {account.account_id}
+    expected: dict[str, set] = {t: set() for t in tables}
+    for account in accounts.values():
+        aid = account.account_id
+        expected["klaviyo_campaigns"] |= {(aid, c.id) for c in account.campaigns}
+        expected["klaviyo_flows"] |= {(aid, f.id) for f in account.flows}
+        expected["klaviyo_lists"] |= {(aid, x.id) for x in account.lists}
+        expected["klaviyo_events"] |= {(aid, account.event_id(i)) for i in range(account.total_events)}
+    assert len({a.account_id for a in accounts.values()}) == 3
+    for table in tables:
+        assert found[table] == expected[table], table

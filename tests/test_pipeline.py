@@ -386,8 +386,11 @@ def test_change_sensor_skips_with_one_request_per_pass_and_asks_for_today(sim, m
 
 def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse, make_warehouse, full_history):
     instance = dg.DagsterInstance.ephemeral()
-    ctx = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
+    klaviyo = KlaviyoResource(api_key=TEST_KEY, base_url=sim.url)  # one account: never called
+    calls = len(sim.calls())
+    ctx = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse, "klaviyo": klaviyo})
     result = klaviyo_bootstrap_sensor(ctx)
+    assert len(sim.calls()) == calls
     assert isinstance(result, dg.SensorResult)
     by_job = {r.job_name: r for r in result.run_requests}
     # Every entity but those nested under another: their parent's job runs them (its tables include theirs).
@@ -403,7 +406,9 @@ def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse, make_
     for bound in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
         assert ran.dagster_run.tags[bound] == flows.tags[bound]
     later = klaviyo_bootstrap_sensor(
-        dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}, cursor=None)
+        dg.build_sensor_context(
+            instance=instance, resources={"warehouse": warehouse, "klaviyo": klaviyo}, cursor=None
+        )
     )
     assert isinstance(later, dg.SkipReason)
 
@@ -411,16 +416,18 @@ def test_bootstrap_sensor_asks_for_history_on_empty_tables(sim, warehouse, make_
     with warehouse.engine.begin() as conn:
         conn.execute(text("TRUNCATE klaviyo_campaign_messages"))
     upgraded = klaviyo_bootstrap_sensor(
-        dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}, cursor=None)
+        dg.build_sensor_context(
+            instance=instance, resources={"warehouse": warehouse, "klaviyo": klaviyo}, cursor=None
+        )
     )
     assert [r.job_name for r in upgraded.run_requests] == ["klaviyo_sync_campaigns"]
 
 
 def test_schedules_target_the_right_partitions():
     when = dt.datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
-    req = klaviyo_incremental_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    [req] = klaviyo_incremental_schedule(dg.build_schedule_context(scheduled_execution_time=when))
     assert req.partition_key == "2026-11-20"
-    settle = klaviyo_settle_schedule(
+    [settle] = klaviyo_settle_schedule(
         dg.build_schedule_context(scheduled_execution_time=when.replace(hour=2, minute=30))
     )
     assert settle.partition_key == "2026-11-19"

@@ -268,7 +268,7 @@ def test_the_deep_reread_brings_events_imported_late(sim, warehouse):
     late = sim.account.import_events(5, days_ago=12)
     assert run(defs, "klaviyo_sync_events", partition=today).success
     assert not set(late) & set(events_in_db(warehouse))  # 12 days back: beyond the incremental re-read
-    schedule_run = klaviyo_events_reread_schedule(
+    [schedule_run] = klaviyo_events_reread_schedule(
         dg.build_schedule_context(scheduled_execution_time=dt.datetime.now(UTC))
     )
     assert schedule_run.partition_key == today

@@ -425,8 +425,7 @@ def test_the_catchup_sensor_asks_for_missing_days_and_skips_while_the_quota_is_s
         "warehouse": warehouse,
     }
     context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources=resources)
-    request = klaviyo_stats_catchup_sensor(context)
-    assert isinstance(request, dg.RunRequest)
+    [request] = klaviyo_stats_catchup_sensor(context).run_requests
     first = daily_partitions.get_first_partition_key()
     assert request.tags["dagster/asset_partition_range_start"] == first
     # The days the automation no longer re-reads (before its 7-day lookback).
@@ -444,8 +443,8 @@ def test_the_catchup_sensor_asks_for_missing_days_and_skips_while_the_quota_is_s
             text("UPDATE klaviyo_report_coverage SET loaded_at = :at WHERE family = 'form' AND day = :d"),
             {"at": dt.datetime.combine(old, dt.time(12), UTC) + dt.timedelta(days=1), "d": old},
         )
-    again = klaviyo_stats_catchup_sensor(context)
-    assert isinstance(again, dg.RunRequest) and again.tags["klaviyo/report_calls_planned"] == "1"
+    [again] = klaviyo_stats_catchup_sensor(context).run_requests
+    assert again.tags["klaviyo/report_calls_planned"] == "1"
     assert again.tags["dagster/asset_partition_range_start"] == str(old)
 
     with warehouse.engine.begin() as conn:

@@ -345,8 +345,12 @@ def row_count(conn: Connection, table: str) -> int:
     return conn.execute(text(f"SELECT count(*) FROM {_ident(table)}")).scalar_one()
 
 
-def has_rows(conn: Connection, table: str) -> bool:
-    return conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {_ident(table)})")).scalar_one()
+def has_rows(conn: Connection, table: str, account_id: str | None = None) -> bool:
+    """Whether the table has a row (of that account, when one is named)."""
+    if account_id is None:
+        return conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {_ident(table)})")).scalar_one()
+    sql = f"SELECT EXISTS (SELECT 1 FROM {_ident(table)} WHERE account_id = :a)"
+    return conn.execute(text(sql), {"a": account_id}).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -366,6 +370,28 @@ def sync_statuses(conn: Connection) -> dict[str, EntityStatus]:
         )
     )
     return {r.entity: EntityStatus(r.entity, r.status, r.watermark, r.last_success_at) for r in rows}
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account_id: str
+    succeeded: int
+    failed: tuple[str, ...]  # entities whose last sync failed or was interrupted
+    last_success_at: dt.datetime | None
+
+
+def status_by_account(conn: Connection) -> dict[str, AccountStatus]:
+    """Each account's entities: how many last synced successfully, which did not, and the latest success."""
+    rows = conn.execute(
+        text(
+            """SELECT account_id, count(*) FILTER (WHERE status = 'success') AS ok,
+                      coalesce(array_agg(entity ORDER BY entity) FILTER (WHERE status IN ('failed', 'interrupted')),
+                               '{}') AS bad,
+                      max(last_success_at) AS last_success_at
+               FROM klaviyo_sync_status GROUP BY account_id"""
+        )
+    )
+    return {r.account_id: AccountStatus(r.account_id, r.ok, tuple(r.bad), r.last_success_at) for r in rows}
 
 
 def report_requests_on(conn: Connection, day: dt.date) -> int:

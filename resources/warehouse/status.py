@@ -64,6 +64,20 @@ def watermark(conn: Connection | Engine, account_id: str, entity: str) -> dt.dat
     return conn.execute(sql, {"a": account_id, "e": entity}).scalar()
 
 
+def note_account(engine: Engine, account_id: str, timezone: str, name: str | None) -> None:
+    """Record the account a sync reads (klaviyo_accounts): its time zone and declared name, kept current."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """INSERT INTO klaviyo_accounts (account_id, name, timezone) VALUES (:a, :n, :tz)
+                   ON CONFLICT (account_id) DO UPDATE
+                   SET name = coalesce(EXCLUDED.name, klaviyo_accounts.name), timezone = EXCLUDED.timezone,
+                       last_seen_at = now()"""
+            ),
+            {"a": account_id, "n": name, "tz": timezone},
+        )
+
+
 def mark_started(engine: Engine, account_id: str, entity: str, run_id: str | None) -> None:
     with engine.begin() as conn:
         conn.execute(
