@@ -19,7 +19,7 @@ from sqlglot.lineage import lineage
 
 from assets.stats import STATS_KEYS
 from assets.table_metadata import code_version, table_metadata
-from assets.transform import INCLUDED_SHAPES
+from assets.transform import DERIVED_TABLES, INCLUDED_SHAPES
 from resources import settings
 from resources.catalogue import CATALOGUE
 from resources.reports import FAMILIES
@@ -69,6 +69,8 @@ def producers() -> dict[str, dg.AssetKey]:
     for entry in CATALOGUE.values():
         for resource_type in entry.included_tables:
             keys[INCLUDED_SHAPES[resource_type].table] = dg.AssetKey(["klaviyo", entry.name])
+        for name in entry.derived_tables:
+            keys[DERIVED_TABLES[name].table] = dg.AssetKey(["klaviyo", entry.name])
     keys.update({family.table: STATS_KEYS[name] for name, family in FAMILIES.items()})
     keys.update({view.name: view.key for view in views()})
     return keys

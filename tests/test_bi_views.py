@@ -19,6 +19,11 @@ def test_every_view_of_sql_views_is_an_asset_of_the_analytics_group():
         "klaviyo_campaigns_report",
         "klaviyo_daily_kpis",
         "klaviyo_segment_growth",
+        "klaviyo_flow_step_daily",
+        "klaviyo_flow_step_performance",
+        "klaviyo_segment_membership_daily",
+        "klaviyo_campaign_audience_members",
+        "klaviyo_campaign_audience_size",
     }
     kpis = graph.get(K("bi", "daily_kpis"))
     assert kpis.group_name == "klaviyo_analytics"

@@ -448,6 +448,8 @@ def test_definitions_load_with_the_expected_shape():
     }
     views = {f"bi/{v}" for v in ("segments_report", "flows_report", "forms_report", "campaigns_report")}
     views |= {"bi/daily_kpis", "bi/segment_growth"}
+    views |= {"bi/flow_step_daily", "bi/flow_step_performance", "bi/segment_membership_daily"}
+    views |= {"bi/campaign_audience_members", "bi/campaign_audience_size"}
     assert keys == {f"klaviyo/{e}" for e in (*ALL_ASSETS, *stats, *views, "deletions", "webhook_events")}
     assert {j.name for j in defs.jobs} == {
         "klaviyo_sync_all",
