@@ -3,7 +3,8 @@ account's failure does not stop the others'."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
@@ -29,18 +30,18 @@ def account_label(scope: Scope) -> str:
     return f" [{scope.account.name}]" if scope.account is not None else ""
 
 
-def open_client(klaviyo: KlaviyoResource, warehouse: Warehouse, scope: Scope) -> KlaviyoClient:
-    """A client for the account's share of a run; the account (id, time zone, declared name) is recorded in
-    klaviyo_accounts. A key Klaviyo refuses (401, 403) fails here."""
+@contextlib.contextmanager
+def account_client(klaviyo: KlaviyoResource, warehouse: Warehouse, scope: Scope) -> Iterator[KlaviyoClient]:
+    """A client for the account's share of a run, closed after it; the account (id, time zone, declared name)
+    is recorded in klaviyo_accounts. A key Klaviyo refuses (401, 403) fails on opening."""
     client = klaviyo.fresh_client(scope.account)
     try:
         info = client.account()
         name = scope.account.name if scope.account is not None else None
         sync_status.note_account(warehouse.engine, info.id, info.timezone, name)
-    except BaseException:
+        yield client
+    finally:
         client.close()
-        raise
-    return client
 
 
 def for_each_account(

@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from assets.accounts import REFUSED, account_label, for_each_account, open_client
+from assets.accounts import REFUSED, account_client, account_label, for_each_account
 from assets.declaration import catalogue_asset_options
 from assets.members import member_assets
 from assets.nested import sync_nested
@@ -171,10 +171,8 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
 
         def sync_one(scope: Scope) -> dict:
             start, end = scope.window()
-            client = None
-            try:
-                # A refused key (401, 403) fails here, and is not retried.
-                client = open_client(klaviyo, warehouse, scope)
+            # A refused key (401, 403) fails on opening, and is not retried.
+            with account_client(klaviyo, warehouse, scope) as client:
                 request = SyncRequest(
                     entity=entity,
                     window_start=start,
@@ -186,9 +184,6 @@ def build_entity_asset(entity: str) -> dg.AssetsDefinition:
                     **_request_options(entity, config, client, warehouse),
                 )
                 outcome = sync(request, client, warehouse, log=context.log)
-            finally:
-                if client is not None:
-                    client.close()
             context.log.info(
                 f"klaviyo/{entity}{account_label(scope)}: {outcome.records_read} records read, "
                 f"{outcome.counts.inserted} inserted, {outcome.counts.updated} updated, {outcome.counts.skipped} "

@@ -8,7 +8,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from assets.accounts import account_label, for_each_account, open_client
+from assets.accounts import account_client, account_label, for_each_account
 from assets.declaration import catalogue_asset_options
 from assets.member_sync import MembersOutcome, MembersRequest, sync_members
 from assets.partitions import Scope
@@ -92,10 +92,8 @@ def build_members_asset(entity: str) -> dg.AssetsDefinition:
         warehouse.require_migrated()
 
         def sync_one(scope: Scope) -> dict:
-            client = None
-            try:
-                # A refused key (401, 403) fails here, and is not retried.
-                client = open_client(klaviyo, warehouse, scope)
+            # A refused key (401, 403) fails on opening, and is not retried.
+            with account_client(klaviyo, warehouse, scope) as client:
                 request = MembersRequest(
                     entity=entity,
                     full_refresh=config.full_refresh,
@@ -107,9 +105,6 @@ def build_members_asset(entity: str) -> dg.AssetsDefinition:
                     run_id=context.run_id,
                 )
                 outcome = sync_members(request, client, warehouse, log=context.log)
-            finally:
-                if client is not None:
-                    client.close()
             context.log.info(
                 f"klaviyo/{entity}{account_label(scope)}: {outcome.groups} {entry.member_of} read "
                 f"({outcome.full_reads} in full), {outcome.records_read} members read, {outcome.counts.inserted} "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
-from assets.accounts import REFUSED, account_label, for_each_account, open_client
+from assets.accounts import REFUSED, account_client, account_label, for_each_account
 from assets.declaration import API_POOL
 from assets.dependents import cascade_deleted
 from assets.nested import sync_nested
@@ -172,9 +172,8 @@ def deletions(
         raise dg.Failure(f"cannot reconcile {unknown}: only {accepted}", allow_retries=False)
 
     def reconcile_one(scope: Scope) -> dict:
-        client = open_client(klaviyo, warehouse, scope)
         found = {}
-        try:
+        with account_client(klaviyo, warehouse, scope) as client:
             for entity in config.entities:
                 result = reconcile_deletions(entity, client, warehouse, config.max_deleted_share)
                 found[entity] = result
@@ -182,8 +181,6 @@ def deletions(
                     f"klaviyo/{entity}{account_label(scope)}: {result.listed} ids listed, "
                     f"{len(result.marked_deleted)} rows marked deleted"
                 )
-        finally:
-            client.close()
         return {
             **{f"deleted_{e}": len(r.marked_deleted) for e, r in found.items()},
             **{f"listed_{e}": r.listed for e, r in found.items()},

@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from assets.accounts import REFUSED, account_label, for_each_account, open_client
+from assets.accounts import REFUSED, account_client, account_label, for_each_account
 from assets.declaration import API_POOL
 from assets.partitions import Scope, entity_partitions
 from assets.report_loading import StatsOutcome, StatsRequest, load_statistics
@@ -118,9 +118,7 @@ def klaviyo_stats(
 
     def load_one(scope: Scope) -> dict:
         first, last = dt.date.fromisoformat(scope.first_day), dt.date.fromisoformat(scope.last_day)
-        client = None
-        try:
-            client = open_client(klaviyo, warehouse, scope)
+        with account_client(klaviyo, warehouse, scope) as client:
             account = client.account()
             ledger = ReportLedger(
                 warehouse.engine,
@@ -140,9 +138,6 @@ def klaviyo_stats(
                 campaign_refresh_days=config.campaign_refresh_days,
             )
             outcome = load_statistics(request, client, warehouse, ledger, log=context.log)
-        finally:
-            if client is not None:
-                client.close()
         deferred = []
         for name in selected:
             family = outcome.families[name]

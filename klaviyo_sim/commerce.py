@@ -43,7 +43,7 @@ from klaviyo_sim.common import crockford, hash_str, iso, mix64
 from klaviyo_sim.data import Account, Resource
 from klaviyo_sim.errors import invalid, not_found
 from klaviyo_sim.filters import Condition, FilterError, matches, parse_filter
-from klaviyo_sim.paging import decode_cursor, encode_cursor, link, self_link
+from klaviyo_sim.paging import decode_cursor, encode_cursor, link, resume, self_link
 from klaviyo_sim.spec import FieldRule, Operation
 
 UTC = dt.UTC
@@ -731,17 +731,7 @@ def _page(
         records = [r for r in records if all(_match(c, shop.value(r, c.field, index)) for c in conditions)]
     if sort:
         records.sort(key=lambda r: (r.internal["created"], r.id), reverse=sort.startswith("-"))
-    start = 0
-    if cursor is not None:
-        try:
-            last_id, offset = cursor
-            offset = int(offset)
-        except (TypeError, ValueError):
-            raise invalid("Invalid page cursor.", parameter="page[cursor]") from None
-        ids = [r.id for r in records]
-        start = ids.index(last_id) + 1 if last_id in ids else max(0, offset)
-    chunk = records[start : start + size]
-    next_pos = [chunk[-1].id, start + len(chunk)] if chunk and start + size < len(records) else None
+    chunk, next_pos = resume(records, cursor, size)
     return chunk, cursor, next_pos
 
 

@@ -125,9 +125,15 @@ def small_page(
         items.sort(key=sort_key, reverse=sort.startswith("-"))
     else:
         items.sort(key=lambda r: r.id)
+    return resume(items, cursor, size)
+
+
+def resume(items: list, cursor: Any, size: int) -> tuple[list, Any]:
+    """The page of `items` (held resources, in order) a cursor asks for, and the next page's position. A
+    position is (the last id served, the offset after it): resume after that id, or at the offset once it is
+    gone (so a record deleted between pages skips nothing)."""
     start = 0
     if cursor is not None:
-        # (the last id served, the offset after it): resume after that id, or at the offset once it is gone.
         try:
             last_id, offset = cursor
             offset = int(offset)
