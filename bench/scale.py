@@ -46,7 +46,6 @@ import contextlib
 import datetime as dt
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,17 +57,15 @@ from pathlib import Path
 
 from _common import HEADERS, ROOT
 
+from pipelines.environment import start_group, stop_group
+
 NAMES = ("acme", "globex", "initech", "umbrella")
 SEEDS = {name: 41 + k for k, name in enumerate(NAMES)}
 OPERATION = "get_events"
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKFILL_DAYS = 30  # the range each sync names; its first partition reads the history before it too
 _DRAIN = "_drain"
-POOL = "klaviyo_api"
-PREPARE_INSTANCE = f"""import dagster as dg
-with dg.DagsterInstance.get() as instance:
-    instance.event_log_storage.initialize_concurrency_limit_to_default({POOL!r})
-"""
+PREPARE_INSTANCE = "import dagster as dg; dg.DagsterInstance.get().dispose()"
 
 
 # -- the limits ---------------------------------------------------------------------------------------------------
@@ -101,29 +98,6 @@ class Limits:
 
 
 # -- processes and databases -------------------------------------------------------------------------------------
-
-
-def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A process in its own group (stopped as a whole), SIGINT at its default, its output in `log`."""
-    return subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @contextlib.contextmanager
@@ -275,9 +249,8 @@ def run_phase(workers: int, args: argparse.Namespace, tag: str, scratch: Path) -
             )  # fmt: skip
             if migrated.returncode != 0:
                 sys.exit(f"migrate failed:\n{migrated.stdout[-2000:]}{migrated.stderr[-2000:]}")
-            # The instance's storage and the pool's limit made once, before four processes start runs at once:
-            # each run would otherwise insert the pool's row when it finds none, and all but one fail (Dagster's
-            # initialize_concurrency_limit_to_default: its IntegrityError aborts the Postgres transaction).
+            # The instance's storage made once, before four processes start runs at once and would each create its
+            # tables (the sync command itself makes the API pool's row, safely when several start together).
             prepared = subprocess.run(
                 [sys.executable, "-c", PREPARE_INSTANCE], cwd=ROOT, env=env, capture_output=True, text=True
             )  # fmt: skip
@@ -285,7 +258,7 @@ def run_phase(workers: int, args: argparse.Namespace, tag: str, scratch: Path) -
                 sys.exit(f"the Dagster instance could not be prepared:\n{prepared.stderr[-3000:]}")
             logs = {f"bench-w{k + 1}-{tag}": here / f"worker{k + 1}.log" for k in range(workers)}
             argv = [sys.executable, "-m", "pipelines", "worker", "--concurrency", "1", "--name"]
-            procs = [_start([*argv, name], env, log) for name, log in logs.items()]
+            procs = [start_group([*argv, name], env, log) for name, log in logs.items()]
             syncs: dict[str, subprocess.Popen] = {}
             try:
                 deadline = time.monotonic() + 180
@@ -311,7 +284,7 @@ def run_phase(workers: int, args: argparse.Namespace, tag: str, scratch: Path) -
                         "--entity",
                         "events",
                     ]
-                    syncs[name] = _start([*argv, "--start", start], env, here / f"sync-{name}.log")
+                    syncs[name] = start_group([*argv, "--start", start], env, here / f"sync-{name}.log")
                 for name, proc in syncs.items():
                     if proc.wait(timeout=args.timeout) != 0:
                         log = (here / f"sync-{name}.log").read_text()
@@ -319,7 +292,7 @@ def run_phase(workers: int, args: argparse.Namespace, tag: str, scratch: Path) -
                 wall = time.monotonic() - began
             finally:
                 for proc in [*syncs.values(), *procs]:
-                    _stop(proc)
+                    stop_group(proc)
                 delete_queue(env["KLAVIYO_CELERY_QUEUE"])
             engine = create_engine(env["WAREHOUSE_URL"])
             try:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
 
-from pipelines.environment import PROJECT_ROOT, prepared
+from pipelines.environment import PROJECT_ROOT, prepared, start_group, stop_group
 from pipelines.webhooks import add_webhook_commands
 from resources.catalogue import ALL_ENTITIES, CATALOGUE, nested_under
 
@@ -385,7 +384,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
             "-p",
             str(args.port),
         ]
-        # Own process group, SIGINT restored: dagster dev then stops cleanly with the group.
         # `dagster dev` says it is superseded by `dg dev` (a separate package); expected, so not shown.
         # (By its message and a builtin category: a filter naming Dagster's own warning class makes every
         # child Python process complain that it cannot import it at startup.)
@@ -394,22 +392,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
             **os.environ,
             "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet])),
         }
-        proc = subprocess.Popen(
-            cmd,
-            cwd=PROJECT_ROOT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        proc = start_group(cmd, env)  # dagster dev then stops cleanly with its group
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                return proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                return 1
+            return stop_group(proc, signal.SIGINT) or 1
 
 
 def cmd_plan_stats(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,32 @@ DAGSTER_RUN_EVENTS = {
     "DAGSTER_EVENT_BATCH_SIZE": "1000",
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
 }
+
+
+def start_group(argv: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
+    """A process in its own group, so it is stopped as a whole (Dagster and Celery start children), with SIGINT
+    at its default (a background shell ignores it, and `dagster dev` would not stop); output to `log`."""
+    out = log.open("w") if log is not None else None
+    return subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if out is not None else None,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    """Send `sig` to the process's group, then SIGKILL if it has not exited within `timeout`; its exit status."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
 
 
 @dataclass

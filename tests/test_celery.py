@@ -4,8 +4,6 @@ the shared Dagster instance and warehouse in Postgres; every account's tables en
 account, and no row carries another account's id."""
 
 import datetime as dt
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from klaviyo_sim import Account
+from pipelines.environment import start_group, stop_group
 from resources.accounts import Account as Declared
 from resources.accounts import add_account
 from tests.conftest import cli_env
@@ -30,27 +29,6 @@ def _rabbitmq_up() -> bool:
     except OSError:
         return False
     return True
-
-
-def _start(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
@@ -91,7 +69,9 @@ def test_two_celery_workers_backfill_three_accounts_for_30_days_each_equal_to_it
     assert migrated.returncode == 0, migrated.stderr[-2000:]
     logs = {f"{name}-{uuid.uuid4().hex[:6]}": tmp_path / f"{name}.log" for name in ("w1", "w2")}
     workers = [
-        _start([sys.executable, "-m", "pipelines", "worker", "--name", name, "--concurrency", "1"], env, log)
+        start_group(
+            [sys.executable, "-m", "pipelines", "worker", "--name", name, "--concurrency", "1"], env, log
+        )
         for name, log in logs.items()
     ]
     try:
@@ -109,7 +89,7 @@ def test_two_celery_workers_backfill_three_accounts_for_30_days_each_equal_to_it
         assert synced.returncode == 0, synced.stdout[-3000:] + synced.stderr[-3000:]
     finally:
         for worker in workers:
-            _stop(worker)
+            stop_group(worker)
     # Both workers took steps of the run.
     for name, log in logs.items():
         assert log.read_text().count("succeeded in") >= 1, f"worker {name} ran no step"
