@@ -511,3 +511,29 @@ def test_run_failure_sensor_marks_the_runs_entities_interrupted(sim, warehouse):
     klaviyo_run_failure_sensor(context)
     row = status(warehouse, "flows")
     assert row.status == "interrupted" and row.run_id == result.run_id and row.last_error
+
+
+def test_an_edited_template_lands_with_the_next_incremental_run(sim, warehouse):
+    defs = defs_for(sim, warehouse)
+    first, today = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    assert run(defs, "klaviyo_sync_templates", start=first, end=today).success
+    before = rows(warehouse, "templates")
+    edited = sim.account.touch("template", 2)  # renamed, updated now
+    calls = len(sim.calls("get_templates"))
+    assert run(defs, "klaviyo_sync_templates", partition=today).success
+    assert len(sim.calls("get_templates")) - calls == 1  # one page of what changed since the watermark
+    after = rows(warehouse, "templates")
+    held = {t.id: t.attributes for t in sim.account.templates}
+    assert set(after) == set(held)
+    for tid, attrs in held.items():
+        row = after[tid]
+        assert (row["name"], row["html"], row["updated_date"]) == (
+            attrs["name"], attrs["html"], parse_timestamp(attrs["updated"])
+        ), tid  # fmt: skip
+    assert all("(edited" in after[t]["name"] and after[t]["name"] != before[t]["name"] for t in edited)
+    assert {t: after[t] for t in after if t not in edited} == {
+        t: before[t] for t in before if t not in edited
+    }
+    assert status(warehouse, "templates").watermark == max(
+        parse_timestamp(a["updated"]) for a in held.values()
+    )
