@@ -259,7 +259,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 run_config["ops"]["klaviyo_stats"] = {"config": {"full_refresh": True}}
         named = "" if accounts == [None] else f" of {', '.join(a.name for a in accounts)}"
         print(
-            f"syncing {', '.join(entities)}{named} for {start} .. {end} (one run per account) on {env.dagster_home}"
+            f"syncing {', '.join(entities)}{named} for {start} .. {end} "
+            f"({'one run per account' if named else 'one run'}) on {env.dagster_home}"
         )
         began = time.monotonic()
         job = defs.resolve_job_def("klaviyo_full_sync")
