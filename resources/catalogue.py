@@ -155,6 +155,14 @@ MEMBER_FILTERS = {
     "_kx": ops("equals"),
 }
 
+# The filters of a catalog item listing: the items themselves, and the ids of a category's items.
+CATALOG_ITEM_FILTERS = {
+    "ids": ops("any"),
+    "category.id": ops("equals"),
+    "title": ops("contains"),
+    "published": ops("equals"),
+}
+
 CATALOGUE: dict[str, Entity] = {
     e.name: e
     for e in [
@@ -533,12 +541,7 @@ CATALOGUE: dict[str, Entity] = {
                 100,
                 XL,
                 None,
-                {
-                    "ids": ops("any"),
-                    "category.id": ops("equals"),
-                    "title": ops("contains"),
-                    "published": ops("equals"),
-                },
+                CATALOG_ITEM_FILTERS,
                 scope="catalogs:read",
             ),
             kind=SNAPSHOT,
@@ -584,12 +587,7 @@ CATALOGUE: dict[str, Entity] = {
                 100,
                 XL,
                 None,
-                {
-                    "ids": ops("any"),
-                    "category.id": ops("equals"),
-                    "title": ops("contains"),
-                    "published": ops("equals"),
-                },
+                CATALOG_ITEM_FILTERS,
                 scope="catalogs:read",
             ),
             kind=NESTED,
