@@ -11,7 +11,7 @@ from assets.accounts import REFUSED, account_client, account_label, for_each_acc
 from assets.declaration import catalogue_asset_options
 from assets.members import member_assets
 from assets.nested import sync_nested
-from assets.partitions import FIRST_DAY, Scope, entity_partitions
+from assets.partitions import Scope, entity_partitions
 from assets.sync import SyncOutcome, SyncRequest, sync_entity
 from assets.table_metadata import partition_metadata, table_metadata
 from assets.transform import SHAPES
@@ -143,7 +143,7 @@ def _rows_by_day(scope: Scope, outcome: SyncOutcome, warehouse: Warehouse) -> di
             dt.date.fromisoformat(scope.first_day),
             dt.date.fromisoformat(scope.last_day),
             utc=True,
-            with_history=scope.first_day == FIRST_DAY,
+            with_history=scope.with_history,
         )
 
 

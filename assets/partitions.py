@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from resources.accounts import Account, account_named, multi_account, read_accounts
+from resources.accounts import Account, accounts_named, multi_account, read_accounts
 from resources.settings import start_date
 
 ACCOUNT, DAY = "account", "day"
@@ -32,23 +32,24 @@ entity_partitions: dg.PartitionsDefinition = (
 FIRST_DAY = daily_partitions.get_first_partition_key()
 
 
-def partition_key(account: str | None, day: str) -> str:
+def partition_key(account: Account | None, day: str) -> str:
     """The partition key of one account's day (the day alone with one account)."""
-    if not MULTI_ACCOUNT:
+    if not MULTI_ACCOUNT or account is None:
         return day
-    return dg.MultiPartitionKey({ACCOUNT: account or "default", DAY: day})
+    return dg.MultiPartitionKey({ACCOUNT: account.name, DAY: day})
+
+
+def account_tags(account: Account | None) -> dict[str, str]:
+    """The tag naming the account of a run the pipeline requests (the run queue's per-account limits)."""
+    return {ACCOUNT_TAG: account.name} if MULTI_ACCOUNT and account is not None else {}
 
 
 def split_key(key: str) -> tuple[str | None, str]:
-    """(account name or None, day) of a partition key."""
+    """(account name or None, day) of a partition key (a MultiPartitionKey is its string, too)."""
     if not MULTI_ACCOUNT:
         return None, key
-    if isinstance(key, dg.MultiPartitionKey):
-        dims = key.keys_by_dimension
-    else:
-        account, day = str(key).split("|", 1)  # dimensions in name order: account, day
-        dims = {ACCOUNT: account, DAY: day}
-    return dims[ACCOUNT], dims[DAY]
+    account, day = str(key).split("|", 1)  # dimensions in name order: account, day
+    return account, day
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,6 @@ class Scope:
         return self.window()[0] is None and bool(self.keys)
 
 
-def _account(name: str | None) -> Account | None:
-    return account_named(name) if MULTI_ACCOUNT and name is not None else None
-
-
 def _keys(context: dg.AssetExecutionContext) -> list[str]:
     if not (context.has_partition_key or context.has_partition_key_range):
         return []
@@ -117,9 +114,11 @@ def run_scopes(context: dg.AssetExecutionContext) -> list[Scope]:
     by_account: dict[str | None, list[str]] = {}
     for key in keys:
         by_account.setdefault(split_key(key)[0], []).append(key)
+    names = list(by_account)
+    accounts = accounts_named(names) if MULTI_ACCOUNT else [None]
     return [
-        Scope(_account(name), tuple(sorted(ks, key=lambda k: split_key(k)[1])))
-        for name, ks in by_account.items()
+        Scope(account, tuple(sorted(by_account[name], key=lambda k: split_key(k)[1])))
+        for name, account in zip(names, accounts, strict=True)
     ]
 
 
@@ -141,7 +140,7 @@ def run_accounts(context: dg.AssetExecutionContext | dg.AssetCheckExecutionConte
         names = ordered[ordered.index(lo) : ordered.index(hi) + 1] if lo != hi and lo in ordered else [lo]
     if not names:
         return list(read_accounts())
-    return [account_named(n) for n in names]
+    return accounts_named(names)
 
 
 def account_days(account: Account | None, today: str) -> tuple[str, str]:
@@ -152,8 +151,7 @@ def account_days(account: Account | None, today: str) -> tuple[str, str]:
 
 def account_range_tags(account: Account | None, first: str, last: str) -> dict[str, str]:
     """The tags of a run over one account's days first..last (one run: the assets' single-run backfill)."""
-    tags = {
-        "dagster/asset_partition_range_start": partition_key(account.name if account else None, first),
-        "dagster/asset_partition_range_end": partition_key(account.name if account else None, last),
-    }
-    return tags | ({ACCOUNT_TAG: account.name} if account is not None and MULTI_ACCOUNT else {})
+    return {
+        "dagster/asset_partition_range_start": partition_key(account, first),
+        "dagster/asset_partition_range_end": partition_key(account, last),
+    } | account_tags(account)

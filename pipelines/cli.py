@@ -191,14 +191,14 @@ def _execute(job, instance, run_config: dict, tags: dict, assets: set | None, ch
 
 def _chosen_accounts(names: list[str] | None) -> list:
     """The accounts a command covers: [None] with one account; else those named (default: every declared one)."""
-    from resources.accounts import AccountsError, account_named, multi_account, read_accounts
+    from resources.accounts import AccountsError, accounts_named, multi_account, read_accounts
 
     if not multi_account():
         if names:
             raise UsageError("--account needs an accounts file (KLAVIYO_ACCOUNTS_FILE); see `accounts add`")
         return [None]
     try:
-        accounts = [account_named(n) for n in names] if names else read_accounts()
+        accounts = accounts_named(names) if names else read_accounts()
     except AccountsError as exc:
         raise UsageError(str(exc)) from None
     if not accounts:

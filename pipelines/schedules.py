@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.partitions import ACCOUNT_TAG, MULTI_ACCOUNT, account_partitions, partition_key
+from assets.partitions import MULTI_ACCOUNT, account_partitions, account_tags, partition_key
 from pipelines.jobs import all_entities_job, entity_jobs, reconcile_job
 from resources import settings
 from resources.accounts import Account, read_accounts
@@ -32,8 +32,8 @@ def day_requests(
     up another's), tagged with the account for the run queue's per-account limits."""
     return [
         dg.RunRequest(
-            partition_key=partition_key(a.name if a else None, day),
-            tags=tags | ({ACCOUNT_TAG: a.name} if a else {}),
+            partition_key=partition_key(a, day),
+            tags=tags | account_tags(a),
             **{k: f"{v}:{a.name}" if k == "run_key" and a and v else v for k, v in request.items()},
         )
         for a in live_accounts(context)

@@ -9,11 +9,11 @@ import dagster as dg
 
 from assets.dependents import loaded_with
 from assets.partitions import (
-    ACCOUNT_TAG,
     MULTI_ACCOUNT,
     account_days,
     account_partitions,
     account_range_tags,
+    account_tags,
     partition_key,
 )
 from assets.report_loading import StatsRequest, plan
@@ -51,10 +51,6 @@ def _name(account: Account | None) -> str:
 def _slot(account: Account | None, entity: str) -> str:
     """An entity's key in a sensor's cursor and run keys (the account's name before it, with several)."""
     return f"{account.name}:{entity}" if account is not None else entity
-
-
-def _account_tags(account: Account | None) -> dict[str, str]:
-    return {ACCOUNT_TAG: account.name} if account is not None else {}
 
 
 @dg.sensor(
@@ -99,10 +95,10 @@ def klaviyo_change_sensor(
                 requests.append(
                     dg.RunRequest(
                         job_name=entity_jobs[entity].name,
-                        partition_key=partition_key(acct.name if acct else None, _today()),
+                        partition_key=partition_key(acct, _today()),
                         run_key=f"change:{_slot(acct, entity)}:{newest.isoformat()}:{attempt}",
                         tags={"klaviyo/trigger": "change", "klaviyo/newest": newest.isoformat()}
-                        | _account_tags(acct),
+                        | account_tags(acct),
                     )
                 )
             calls += client.stats.totals().calls
@@ -153,10 +149,10 @@ def klaviyo_bootstrap_sensor(
                         continue
                 account_id = ids[acct.name]
             first, today = account_days(acct, _today())
+            fresh = acct is not None and acct.name in new
             for entity in CHANGE_TRACKED + SNAPSHOT_ENTITIES + MEMBER_ENTITIES:  # members: unpartitioned
                 # The entity's table, and those loaded with it: its included resources, derived rows and nested
                 # entities (e.g. campaign messages, or flow messages, empty after an upgrade that added them).
-                fresh = acct is not None and acct.name in new
                 if not fresh and all(q.has_rows(conn, t, account_id) for t in loaded_with(entity)):
                     continue
                 slot = _slot(acct, entity)
@@ -165,7 +161,7 @@ def klaviyo_bootstrap_sensor(
                     continue
                 attempt = last.get("attempt", 0) + 1
                 asked[slot] = {"at": now, "attempt": attempt}
-                tags = {"klaviyo/trigger": "bootstrap"} | _account_tags(acct)
+                tags = {"klaviyo/trigger": "bootstrap"} | account_tags(acct)
                 if entity in CHANGE_TRACKED:
                     tags |= account_range_tags(acct, first, today)
                 requests.append(

@@ -130,13 +130,14 @@ def read_accounts(path: Path | None = None) -> list[Account]:
     return accounts
 
 
-def account_named(name: str, path: Path | None = None) -> Account:
-    """The declared account of that name (a partition key of the `account` dimension)."""
-    for account in read_accounts(path):
-        if account.name == name:
-            return account
-    where = path or accounts_file()
-    raise AccountsError(f"account {name!r} is not declared in {where} ({ACCOUNTS_FILE_ENV})")
+def accounts_named(names: list[str], path: Path | None = None) -> list[Account]:
+    """The declared accounts of those names (partition keys of the `account` dimension), the file read once."""
+    declared = {a.name: a for a in read_accounts(path)}
+    for name in names:
+        if name not in declared:
+            where = path or accounts_file()
+            raise AccountsError(f"account {name!r} is not declared in {where} ({ACCOUNTS_FILE_ENV})")
+    return [declared[n] for n in names]
 
 
 def write_accounts(path: Path, accounts: list[Account]) -> None:
