@@ -3,8 +3,7 @@ sends the smallest request each allows (`klaviyo-pipeline check`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from urllib.parse import quote
+from dataclasses import dataclass
 
 from assets.stats import STATS_KEYS
 from resources.catalogue import ALL_ENTITIES, CATALOGUE, ENDPOINTS
@@ -107,7 +106,5 @@ def _probe_under(client: KlaviyoClient, entity: str, parent: str) -> tuple[bool,
     ]
     if not ids:
         return True, f"not proven: the account has no {ENDPOINTS[parent].type} to read under yet"
-    endpoint = ENDPOINTS[entity]
-    under = replace(endpoint, path=endpoint.path.replace("{id}", quote(ids[0], safe="")))
-    next(iter(client.iter_pages(under, {"page[size]": "1"})), None)
+    next(iter(client.iter_pages(ENDPOINTS[entity].under(ids[0]), {"page[size]": "1"})), None)
     return True, "ok"

@@ -18,7 +18,6 @@ lands in the group's `member_count`. Members of groups found deleted leave them.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -32,7 +31,7 @@ from assets.sync import fill_run, record_failed_run, start_run
 from assets.transform import TRANSFORMS, Rejected
 from resources.catalogue import CATALOGUE
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, Page
-from resources.klaviyo_api import Cond, Endpoint, build_filter
+from resources.klaviyo_api import Cond, build_filter
 from resources.warehouse import UpsertCounts, Warehouse
 from resources.warehouse import members as mq
 from resources.warehouse import status as sync_status
@@ -75,11 +74,6 @@ class MembersOutcome:
     seconds: float = 0.0
 
 
-def _under(endpoint: Endpoint, group_id: str) -> Endpoint:
-    """The endpoint with the group's id in its path (its bucket in the rate budget stays the endpoint's)."""
-    return dataclasses.replace(endpoint, path=endpoint.path.replace("{id}", group_id))
-
-
 def sync_members(
     request: MembersRequest,
     client: KlaviyoClient,
@@ -115,7 +109,7 @@ def sync_members(
         }
         if since is not None:
             params["filter"] = build_filter(plan.endpoint, [Cond("greater-or-equal", plan.cursor, since)])
-        endpoint = _under(plan.endpoint, group_id)
+        endpoint = plan.endpoint.under(group_id)
         # Fetched a page ahead, on a thread of its own, while this one transforms and loads the last.
         pages = read_ahead(lambda: client.iter_pages(endpoint, params, {"group_id": group_id}))
         newest = None
@@ -143,7 +137,7 @@ def sync_members(
 
     def list_ids(listing: IdListing, group_id: str) -> None:
         """Every member id of the group, from the ids-only route, into `listing`."""
-        endpoint = _under(plan.id_listing, group_id)
+        endpoint = plan.id_listing.under(group_id)
         pages = read_ahead(
             lambda: client.iter_pages(endpoint, {"page[size]": str(plan.id_listing.page_size)})
         )

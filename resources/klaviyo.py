@@ -14,9 +14,9 @@ import logging
 import random
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import dagster as dg
 import requests
@@ -403,9 +403,8 @@ class KlaviyoClient:
         """Every record of a nested entity under one parent record (e.g. GET /api/flow-actions/{id}/flow-messages),
         at the endpoint's largest page. A parent Klaviyo no longer has answers 404 (KlaviyoApiError)."""
         endpoint = ENDPOINTS[entity]
-        path = endpoint.path.replace("{id}", quote(parent_id, safe=""))
         params = _list_params(endpoint, [], endpoint.page_size, (), (), None)
-        yield from self.iter_pages(replace(endpoint, path=path), params)
+        yield from self.iter_pages(endpoint.under(parent_id), params)
 
     def newest_update(self, entity: str) -> dt.datetime | None:
         """The newest timestamp of an entity: one request per pass where the API sorts newest first,

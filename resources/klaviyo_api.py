@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 from resources.ratelimit import REPORTS, XS, Tier
 
@@ -75,6 +76,11 @@ class Endpoint:
             (f"{self.entity}:{f}", self.field_tiers[f]) for f in additional_fields if f in self.field_tiers
         ]
         return [(self.entity, self.tier), *extra]
+
+    def under(self, record_id: str) -> Endpoint:
+        """The endpoint with a record's id (URL-quoted) in its `{id}` (e.g. /api/lists/{id}/profiles); its bucket
+        in the rate budget stays the endpoint's."""
+        return replace(self, path=self.path.replace("{id}", quote(record_id, safe="")))
 
 
 def ops(*names: str) -> frozenset[str]:
