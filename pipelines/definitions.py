@@ -32,7 +32,6 @@ from pipelines.sensors import (
     klaviyo_stats_catchup_sensor,
 )
 from pipelines.webhook_sensor import klaviyo_webhook_sensor, webhook_events_job  # webhooks
-from resources import settings
 from resources.klaviyo import KlaviyoResource
 from resources.warehouse import Warehouse
 
@@ -74,10 +73,7 @@ defs = dg.Definitions(
         "klaviyo": KlaviyoResource(
             # With an accounts file each account's key comes from the variable the file names for it.
             api_key="" if MULTI_ACCOUNT else dg.EnvVar("KLAVIYO_API_KEY"),
-            base_url=settings.base_url(),
-            revision=settings.revision(),
-            rate_time_scale=settings.rate_time_scale(),
-        ),
+        ),  # host, revision and time scale: from the environment when a run makes its client
         "warehouse": Warehouse(url=dg.EnvVar("WAREHOUSE_URL")),
     },
     executor=distributed.executor(),  # Celery when KLAVIYO_EXECUTOR=celery, else Dagster's default

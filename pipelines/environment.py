@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from resources import settings
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIM_KEY = "pk_simulator_" + "0" * 22
 # The bundled simulator keeps Klaviyo's rate limits, on a faster clock (a minute lasts 0.12 s) that the client
@@ -148,14 +150,12 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
             which = f"accounts {', '.join(a.name for a in unset)}" if unset else "no KLAVIYO_API_KEY set"
             echo(f"klaviyo: {which}: using the bundled simulator at {sim.url}")
         else:
-            echo(
-                f"klaviyo: reading the account behind KLAVIYO_API_KEY at {os.environ.get('KLAVIYO_BASE_URL', 'https://a.klaviyo.com')}"
-            )
+            echo(f"klaviyo: reading the account behind KLAVIYO_API_KEY at {settings.base_url()}")
         yield Environment(
             warehouse_url=warehouse_url,
             dagster_pg_url=dagster_pg_url,
             dagster_home=dagster_home,
-            klaviyo_base_url=os.environ.get("KLAVIYO_BASE_URL", "https://a.klaviyo.com"),
+            klaviyo_base_url=settings.base_url(),
             simulated=simulated,
             embedded=embedded,
         )
@@ -164,7 +164,6 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
 def command_client(env: Environment, account=None):
     """A Klaviyo client for a one-off command (`check`, `webhooks …`, the key check before a sync): the key and
     host `prepared()` set (or a declared account's key), the pinned revision, three attempts per request."""
-    from resources import settings
     from resources.klaviyo import KlaviyoClient
 
     return KlaviyoClient(

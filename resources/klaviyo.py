@@ -23,6 +23,7 @@ import requests
 import tenacity
 from pydantic import Field, PrivateAttr
 
+from resources import settings
 from resources.accounts import Account
 from resources.catalogue import ENDPOINTS, SORTS_BY_UPDATE, scope_for
 from resources.klaviyo_api import (
@@ -42,8 +43,6 @@ from resources.ratelimit import RateBudget, RedisRateBudget, Tier, shared_budget
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
-DEFAULT_REVISION = "2026-07-15"
-DEFAULT_BASE_URL = "https://a.klaviyo.com"
 Limits = Sequence[tuple[str, Tier]]  # (bucket, tier) pairs one request spends
 
 __all__ = [
@@ -183,8 +182,8 @@ class KlaviyoClient:
     def __init__(
         self,
         api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        revision: str = DEFAULT_REVISION,
+        base_url: str = settings.DEFAULT_BASE_URL,
+        revision: str = settings.DEFAULT_REVISION,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_attempts: int = 6,
@@ -590,16 +589,24 @@ class KlaviyoResource(dg.ConfigurableResource):
         description="Private API key (pk_...); use dg.EnvVar('KLAVIYO_API_KEY'). With an accounts file, each "
         "account's key comes from the variable the file names for it instead.",
     )
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="API host; the simulator's URL when testing.")
-    revision: str = Field(default=DEFAULT_REVISION, description="Pinned API revision header.")
+    # Host, revision and time scale left unset are read from the environment when a client is made, not when the
+    # definitions load: the job's snapshot then does not depend on where the simulator listens, and a run started
+    # by the CLI matches the job the UI loads (no "may be a different version" on re-execution).
+    base_url: str | None = Field(
+        default=None, description="API host; unset: KLAVIYO_BASE_URL, else https://a.klaviyo.com."
+    )
+    revision: str | None = Field(
+        default=None, description="Pinned API revision header; unset: KLAVIYO_REVISION, else the pinned one."
+    )
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_attempts: int = Field(default=6, description="Tries per request (first included).")
     max_retry_after: float = Field(default=300.0, description="A longer Retry-After is a quota: fail fast.")
-    rate_time_scale: float = Field(
-        default=1.0,
+    rate_time_scale: float | None = Field(
+        default=None,
         gt=0,
-        description="Shrinks the client's rate windows to match a time-scaled simulator; 1.0 for Klaviyo.",
+        description="Shrinks the client's rate windows to match a time-scaled simulator; unset: "
+        "KLAVIYO_RATE_TIME_SCALE, else 1.0 (Klaviyo).",
     )
 
     _accounts: dict = PrivateAttr(default_factory=dict)  # AccountInfo by declared account name
@@ -611,14 +618,14 @@ class KlaviyoResource(dg.ConfigurableResource):
         name = account.name if account is not None else None
         client = KlaviyoClient(
             account.api_key() if account is not None else self.api_key,
-            base_url=self.base_url,
-            revision=self.revision,
+            base_url=self.base_url or settings.base_url(),
+            revision=self.revision or settings.revision(),
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_attempts=self.max_attempts,
             max_retry_after=self.max_retry_after,
             account=self._accounts.get(name),
-            rate_time_scale=self.rate_time_scale,
+            rate_time_scale=self.rate_time_scale or settings.rate_time_scale(),
         )
         try:
             self._accounts[name] = client.account()

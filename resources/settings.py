@@ -6,6 +6,8 @@ import datetime as dt
 import os
 
 DEFAULT_START_DATE = "2026-01-01"
+DEFAULT_BASE_URL = "https://a.klaviyo.com"
+DEFAULT_REVISION = "2026-07-15"
 
 
 def start_date() -> str:
@@ -16,14 +18,15 @@ def start_date() -> str:
 
 
 def base_url() -> str:
-    return os.environ.get("KLAVIYO_BASE_URL", "https://a.klaviyo.com")
+    """The API host (KLAVIYO_BASE_URL): Klaviyo's, or the simulator's."""
+    return os.environ.get("KLAVIYO_BASE_URL", DEFAULT_BASE_URL)
 
 
 def revision() -> str:
     """The pinned API revision (KLAVIYO_REVISION); one the client's endpoint table does not know is refused."""
     from resources.klaviyo_api import check_revision
 
-    return check_revision(os.environ.get("KLAVIYO_REVISION", "2026-07-15"))
+    return check_revision(os.environ.get("KLAVIYO_REVISION", DEFAULT_REVISION))
 
 
 def step_retry_delay() -> float:
