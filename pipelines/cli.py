@@ -160,35 +160,6 @@ def _readable_account(env, account=None) -> str:
     return info.id
 
 
-def _repository_label() -> str:
-    """The tag value Dagster's UI files a job's runs under: the repository of workspace.yaml's code location
-    (`Definitions` make one repository, `__repository__`). A run started here then appears under its job."""
-    import yaml
-
-    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
-    return f"__repository__@{workspace['load_from'][0]['python_module']['location_name']}"
-
-
-def _execute(job, instance, run_config: dict, tags: dict, assets: set | None, checks: set):
-    """One run of (a subset of) klaviyo_full_sync: in this process, or with KLAVIYO_EXECUTOR=celery on the
-    Celery workers (the job then reconstructed from pipelines.definitions in each worker)."""
-    import dagster as dg
-
-    from pipelines import distributed
-
-    if not distributed.enabled():
-        subset = job.get_subset(asset_selection=assets, asset_check_selection=checks)
-        return subset.execute_in_process(
-            instance=instance, run_config=run_config, tags=tags, raise_on_error=False
-        )  # fmt: skip
-    from pipelines.definitions import reconstructable_full_sync
-
-    subset = dg.reconstructable(reconstructable_full_sync).get_subset(
-        asset_selection=assets, asset_check_selection=checks
-    )
-    return dg.execute_job(subset, instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
-
-
 def _chosen_accounts(names: list[str] | None) -> list:
     """The accounts a command covers: [None] with one account; else those named (default: every declared one)."""
     from resources.accounts import AccountsError, accounts_named, multi_account, read_accounts
@@ -206,25 +177,6 @@ def _chosen_accounts(names: list[str] | None) -> list:
     return accounts
 
 
-def _pool_ready(instance, attempts: int = 5) -> None:
-    """The API pool's row in a new instance, made before a run needs it: several syncs started at once on a new
-    instance would each insert it when their first step starts, and all but one fail (Dagster's insert, on
-    Postgres, aborts its transaction when it loses). Here a process that loses looks again and finds the row."""
-    from assets.declaration import API_POOL
-
-    storage = instance.event_log_storage
-    for attempt in range(attempts):
-        if API_POOL in storage.get_concurrency_keys():
-            return
-        try:
-            storage.initialize_concurrency_limit_to_default(API_POOL)
-            return
-        except Exception:  # noqa: BLE001 - another process made the row meanwhile: look again
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -234,9 +186,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _reachable_warehouse(env.warehouse_url)
         ids = {account.name if account else "": _readable_account(env, account) for account in accounts}
 
+        from assets.declaration import API_POOL
         from assets.partitions import ACCOUNT_TAG, account_partitions, account_range_tags
         from pipelines.definitions import defs
         from pipelines.run_launcher import PID_TAG
+        from pipelines.runs import JOB_NAME, execute, pool_ready, pooled
 
         entities = args.entity or [*ALL_ENTITIES, "stats"]
         # An entity's sync also runs what is nested under it (flows: their messages), as its job does.
@@ -263,19 +217,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
             f"({'one run per account' if named else 'one run'}) on {env.dagster_home}"
         )
         began = time.monotonic()
-        job = defs.resolve_job_def("klaviyo_full_sync")
-        # Filed under the job in the UI; the asset checks run after the sync, as a run of their own: they check
-        # whole tables, and inside a partitioned run Dagster would plan each check once per partition.
-        tags = {
-            "klaviyo/trigger": "cli",
-            ".dagster/repository": _repository_label(),
-            PID_TAG: str(os.getpid()),
-        }
+        job = defs.resolve_job_def(JOB_NAME)
+        # The asset checks run after the sync, as a run of their own: they check whole tables, and inside a
+        # partitioned run Dagster would plan each check once per partition.
+        tags = {"klaviyo/trigger": "cli", PID_TAG: str(os.getpid())}
         checks = {k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key in set(selection)}
-        instance = dg.DagsterInstance.get()
+        instance = pooled(dg.DagsterInstance.get())
         results = []
         try:
-            _pool_ready(instance)
+            pool_ready(instance, API_POOL)
             if accounts != [None]:  # each account's partition exists before its run (else the sensor adds it)
                 known = set(instance.get_dynamic_partitions(account_partitions.name))
                 new = [a.name for a in accounts if a.name not in known]
@@ -284,7 +234,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 own = account.start_date if account is not None and account.start_date else None
                 first = max(start, own) if own else start
                 run_tags = {**tags, **account_range_tags(account, first, max(first, end))}
-                result = _execute(job, instance, run_config, run_tags, set(selection), set())
+                result = execute(instance, run_config, run_tags, set(selection), set())
                 results.append((account, result))
             synced_in = time.monotonic() - began
             checked = None
@@ -292,9 +242,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 check_tags = tags | (
                     {ACCOUNT_TAG: ",".join(a.name for a in accounts)} if accounts != [None] else {}
                 )
-                checked = _execute(
-                    job, instance, {"loggers": run_config["loggers"]}, check_tags, None, checks
-                )
+                checked = execute(instance, {"loggers": run_config["loggers"]}, check_tags, None, checks)
         finally:
             instance.dispose()
         print()

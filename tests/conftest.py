@@ -410,14 +410,25 @@ class CliRun:
 
 
 SYNC = [sys.executable, "-m", "pipelines", "sync"]
-# What `dagster dev` on a DAGSTER_HOME shows: each run (oldest first) with its job, success and the repository
-# the UI files it under, from the instance its dagster.yaml names.
+# What `dagster dev` on a DAGSTER_HOME shows: each run (oldest first) with its job, success, the repository the UI
+# files it under, and whether the UI matches it to the job it loads (the run's code location, and its job snapshot
+# equal to the one this process builds from the code location, as a code server would): re-execution then shows
+# no "may be a different version" warning.
 RUNS = """import json, sys
 import dagster as dg
+from pipelines.definitions import defs
+loaded = defs.resolve_job_def("klaviyo_full_sync").get_job_snapshot_id()
+def job_of(instance, run):  # the snapshot the UI matches a run by: its parent's, for a subset of the job
+    lineage = instance.get_job_snapshot(run.job_snapshot_id).lineage_snapshot
+    return lineage.parent_snapshot_id if lineage is not None else run.job_snapshot_id
 with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    label = "__repository__@klaviyo_pipeline"  # the Runs tab of a job lists the runs tagged with its location
+    filed = set(instance.get_run_ids(dg.RunsFilter(tags={".dagster/repository": label})))
     print(json.dumps([
-        {"job": r.job_name, "success": r.is_success, "repository": r.tags.get(".dagster/repository"),
-         "partitioned": "dagster/asset_partition_range_start" in r.tags}
+        {"job": r.job_name, "success": r.is_success, "repository": label if r.run_id in filed else None,
+         "partitioned": "dagster/asset_partition_range_start" in r.tags,
+         "location": r.remote_job_origin.location_name if r.remote_job_origin else None,
+         "same_job": job_of(instance, r) == loaded}
         for r in reversed(instance.get_runs())
     ]))
 """

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runs(listed: subprocess.CompletedProcess) -> list[dict]:
-    """Each run (job, success, repository tag), as the instance of the DAGSTER_HOME lists them (the `RUNS`
+    """Each run (job, success, repository tag, code location, same job as loaded), as the instance of the DAGSTER_HOME lists them (the `RUNS`
     command's output), oldest first."""
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
     return json.loads(listed.stdout.strip().splitlines()[-1])
@@ -62,6 +62,8 @@ def test_main_command_on_a_configured_postgres(cli_configured_sync):
         ("klaviyo_full_sync", True, False),
     ]
     assert {r["repository"] for r in runs} == {"__repository__@klaviyo_pipeline"}
+    # Re-executable from the UI as runs of the job it loads: the code location's origin and the same snapshot.
+    assert {(r["location"], r["same_job"]) for r in runs} == {("klaviyo_pipeline", True)}
 
     again = commands.result("sync again")
     assert again.returncode == 0
