@@ -79,10 +79,10 @@ def producers() -> dict[str, dg.AssetKey]:
 def column_lineage(view: View, schema: dict[str, dict[str, str]]) -> dg.TableColumnLineage:
     """Each output column's source columns (table.column), from sqlglot's lineage over the real schema."""
     deps: dict[str, list[dg.TableColumnDep]] = {}
-    tree = sqlglot.parse_one(view.query, dialect="postgres")
-    for column in tree.named_selects:
+    # Every output column at once: the query is qualified and scoped once, not once per column.
+    for column, root in lineage(None, view.query, schema=schema, dialect="postgres").items():
         sources = set()
-        for node in lineage(column, view.query, schema=schema, dialect="postgres").walk():
+        for node in root.walk():
             if node.downstream or not isinstance(node.source, exp.Table):
                 continue
             table = node.source.name
