@@ -52,7 +52,23 @@ def default_state_dir() -> Path:
     )
 
 
-class RateBudget:
+class _Budget:
+    """What both budgets do with the server's RateLimit-* headers."""
+
+    time_scale: float
+
+    def block(self, bucket: str, seconds: float) -> None:
+        raise NotImplementedError
+
+    def observe(self, bucket: str, remaining: int | None, reset_seconds: float | None) -> None:
+        """When the server says the steady window is spent, wait for its reset. The header counts whole seconds,
+        rounded up, and no reset is further off than one steady window: with a time-scaled simulator, whose
+        window is shorter than the second the header rounds to, the window is the wait."""
+        if remaining is not None and reset_seconds is not None and remaining <= 0:
+            self.block(bucket, min(reset_seconds, 60 * self.time_scale + PAD))
+
+
+class RateBudget(_Budget):
     """Blocks until a request may be sent in a bucket; shared through files in `state_dir`."""
 
     def __init__(
@@ -122,11 +138,6 @@ class RateBudget:
         with self._locked(bucket) as state:
             state["blocked_until"] = max(state["blocked_until"], self.clock() + seconds)
 
-    def observe(self, bucket: str, remaining: int | None, reset_seconds: float | None) -> None:
-        """Use the server's RateLimit-* headers: when the steady window is spent, wait for its reset."""
-        if remaining is not None and reset_seconds is not None and remaining <= 0:
-            self.block(bucket, reset_seconds)
-
 
 # One decision of the sliding log, atomically on the Redis server: drop what left the steady window, then either
 # take a slot (0) or say how long to wait. Times are the server's (TIME), so machines' clocks never matter.
@@ -165,7 +176,7 @@ return 1
 """
 
 
-class RedisRateBudget:
+class RedisRateBudget(_Budget):
     """The same budget as `RateBudget`, kept in Redis: shared by every process on every machine."""
 
     def __init__(self, account_key: str, url: str, sleep=time.sleep, time_scale: float = 1.0):
@@ -203,11 +214,6 @@ class RedisRateBudget:
         """Hold the bucket closed for everyone (after a 429's Retry-After, or an exhausted window)."""
         if seconds > 0:
             self._block(keys=[self._key(bucket) + ":blocked"], args=[seconds])
-
-    def observe(self, bucket: str, remaining: int | None, reset_seconds: float | None) -> None:
-        """Use the server's RateLimit-* headers: when the steady window is spent, wait for its reset."""
-        if remaining is not None and reset_seconds is not None and remaining <= 0:
-            self.block(bucket, reset_seconds)
 
 
 def shared_budget(account_key: str, time_scale: float = 1.0) -> RateBudget | RedisRateBudget:
