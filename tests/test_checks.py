@@ -8,20 +8,16 @@ import datetime as dt
 import pytest
 from sqlalchemy import text
 
-from pipelines.checks import entity_checks, stats_checks
+from pipelines import checks
 from resources.warehouse import WarehouseError
 
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
-CHECKS = {
-    (key.asset_key.path[-1], key.name): check
-    for check in [*entity_checks, *stats_checks]
-    for key in check.check_keys
-}
+CHECKS = {(key.asset_key.path[-1], key.name): key for key in checks.CHECKS}
 
 
 def evaluate(warehouse, asset: str, name: str):
-    return CHECKS[(asset, name)](warehouse=warehouse)
+    return checks.evaluate(warehouse, CHECKS[(asset, name)])
 
 
 def sql(warehouse, statement: str, **params) -> None:

@@ -19,7 +19,7 @@ from assets.reconcile import reconcile_deletions
 from assets.transform import transform, transform_ids, transform_included
 from klaviyo_sim.commerce import store
 from klaviyo_sim.spec import SPEC_DIR
-from pipelines.checks import entity_checks
+from pipelines import checks
 from resources.catalogue import CATALOGUE, NESTED, SNAPSHOT, nested_under, scope_for
 from resources.klaviyo_api import parse_timestamp
 from resources.ratelimit import XL, L
@@ -45,7 +45,7 @@ TABLES = (
     "klaviyo_coupons",
     "klaviyo_coupon_codes",
 )
-CHECKS = {(key.asset_key.path[-1], key.name): check for check in entity_checks for key in check.check_keys}
+CHECKS = {(key.asset_key.path[-1], key.name): key for key in checks.CHECKS}
 
 
 # -- the spec's facts -----------------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_an_older_copy_never_overwrites_a_newer_item(sim, warehouse):
 
 # -- checks ---------------------------------------------------------------------------------------------------
 def evaluate(warehouse, asset: str, name: str):
-    return CHECKS[(asset, name)](warehouse=warehouse)
+    return checks.evaluate(warehouse, CHECKS[(asset, name)])
 
 
 def sql(warehouse, statement: str, **params) -> None:

@@ -25,7 +25,7 @@ from assets.transform import transform, transform_derived, transform_included
 from klaviyo_sim import Account
 from klaviyo_sim.data import iso
 from klaviyo_sim.spec import SPEC_DIR, operations
-from pipelines.checks import entity_checks
+from pipelines.checks import CHECKS, evaluate
 from resources.catalogue import CATALOGUE, MESSAGE_ACTION_TYPES, NESTED
 from resources.klaviyo_api import parse_timestamp
 from tests.test_pipeline import defs_for, mat_metadata, run, status
@@ -565,11 +565,10 @@ def test_full_then_incremental_sync_after_edits_matches_the_simulator(sim, wareh
 
     # The checks the catalogue derives for the new assets pass.
     wanted = {"flow_messages", "form_versions", "flows", "campaigns", "forms"}
-    for check in entity_checks:
-        for key in check.check_keys:
-            if key.asset_key.path[-1] in wanted:
-                outcome = check(warehouse=warehouse)
-                assert outcome.passed, (key, outcome.metadata)
+    for key in CHECKS:
+        if key.asset_key.path[-1] in wanted:
+            outcome = evaluate(warehouse, key)
+            assert outcome.passed, (key, outcome.metadata)
 
 
 def test_an_older_copy_of_a_campaign_leaves_its_audiences_alone(sim, warehouse, client_for):
@@ -653,7 +652,7 @@ def test_the_definitions_wire_the_new_assets_in(sim, warehouse):
         assert node.partitions_def == daily_partitions
         job = defs.resolve_job_def(f"klaviyo_sync_{parent}")
         assert job.asset_layer.selected_asset_keys == {dg.AssetKey(["klaviyo", e]) for e in (parent, child)}
-    names = {(k.asset_key.path[-1], k.name) for c in entity_checks for k in c.check_keys}
+    names = {(k.asset_key.path[-1], k.name) for k in CHECKS}
     assert {("flow_messages", "known_references"), ("flow_messages", "required_columns"),
             ("form_versions", "known_references"), ("form_versions", "watermark_never_moves_back")} <= names  # fmt: skip
 
