@@ -335,6 +335,19 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def ui_env(tmp_path: Path, new_database, **extra: str) -> dict[str, str]:
+    """The environment of `klaviyo-pipeline ui` (and the runs it launches) over two new, empty databases: the
+    warehouse and the Dagster instance's storage."""
+    warehouse, dagster = new_database(), new_database()
+    return cli_env(
+        tmp_path,
+        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://", 1),
+        DAGSTER_PG_URL=dagster.replace("postgresql://", "postgresql+psycopg2://", 1),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        **extra,
+    )
+
+
 class Commands:
     """Commands run one after another on a thread (each only when the one before exited 0), their output
     going to files; `result(name)` waits for one and gives what subprocess.run would have."""
@@ -485,14 +498,32 @@ def cli_workspace_validation(tmp_path_factory):
     commands.stop()
 
 
+def _waits_for_commands(item) -> bool:
+    return any(name in STARTED_EARLY for name in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests waiting for commands started early run last (the sort is stable: the others keep their order)."""
-    items.sort(key=lambda item: any(name in STARTED_EARLY for name in getattr(item, "fixturenames", ())))
+    """The order. Alone, tests marked `long` first, so that they overlap the rest, and tests waiting for the
+    commands started early last. On pytest-xdist's workers (`--dist loadfile --no-loadscope-reorder`: files in
+    this order) the files of both go first: the commands then run beside the rest too. The sort is stable."""
+    parallel = os.environ.get("PYTEST_XDIST_WORKER") is not None
+
+    def key(item) -> tuple[bool, bool]:
+        long = item.get_closest_marker("long") is not None
+        waits = _waits_for_commands(item)
+        return (not (long or (waits and parallel)), waits and not parallel)
+
+    items.sort(key=key)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def _start_commands_early(request):
-    """Start the commands the selected tests will wait for (nothing when none of them is selected)."""
+    """Start every command the selected tests will wait for: when the session starts, or with several workers
+    when this worker meets the first of those tests (`--dist loadfile`: test_cli.py's worker, the only one that
+    runs them). Nothing when none is selected."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None and not _waits_for_commands(request.node):
+        return
     wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
     for name in STARTED_EARLY:
         if name in wanted:

@@ -144,6 +144,7 @@ def test_accounts_file_declares_names_and_key_variables_never_keys(tmp_path, mon
 # -- one run per account ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.long
 def test_three_accounts_sync_each_into_its_own_rows_and_status(three_accounts):
     sim, accounts, env = three_accounts
     entities = ("--entity", "campaigns", "--entity", "flows", "--entity", "lists", "--entity", "events")
@@ -187,6 +188,7 @@ def test_three_accounts_sync_each_into_its_own_rows_and_status(three_accounts):
     assert seen["tags"] == sorted([*accounts, ",".join(accounts)])  # a run each, and the checks' run
 
 
+@pytest.mark.long
 def test_a_key_revoked_mid_run_fails_its_account_and_the_others_finish(three_accounts):
     sim, accounts, env = three_accounts
     victim = accounts["globex"]
@@ -286,77 +288,3 @@ def test_new_accounts_get_their_partition_and_history_from_the_bootstrap_sensor(
     assert ["klaviyo_sync_flows", "globex", f"globex|{env['KLAVIYO_START_DATE']}"] in runs
     assert len(runs) == 3 * len({r[0] for r in runs})
     assert out["scheduled"] == [[f"{n}|2026-11-30", n] for n in sorted(accounts)]
-
-
-# -- a backfill of two accounts from the UI ---------------------------------------------------------------------
-
-ADD_PARTITION = """mutation($name: String!, $key: String!) { addDynamicPartition(
-    repositorySelector: {repositoryLocationName: "klaviyo_pipeline", repositoryName: "__repository__"},
-    partitionsDefName: $name, partitionKey: $key) { __typename ... on PythonError { message } } }"""
-LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-RUN_TAGS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }"""
-
-
-def test_a_backfill_of_two_accounts_from_the_ui_runs_once_per_account(tmp_path, new_database):
-    from tests.dagster_ui import running_ui
-
-    path = tmp_path / "accounts.yaml"
-    names = ("acme", "globex")
-    for name in names:
-        add_account(path, Declared(name, f"KLAVIYO_KEY_{name.upper()}"))  # keys unset: simulated accounts
-    warehouse, dagster = new_database(), new_database()
-    env = cli_env(
-        tmp_path,
-        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://", 1),
-        DAGSTER_PG_URL=dagster.replace("postgresql://", "postgresql+psycopg2://", 1),
-        DAGSTER_HOME=str(tmp_path / "dagster_home"),
-        KLAVIYO_ACCOUNTS_FILE=str(path),
-    )
-    # The simulated account of each (prepared(): seed 7 + its place in the file), and 3 days of the partitions
-    # (neither the first, which also takes everything older, nor today's).
-    today = dt.datetime.now(dt.UTC).date()
-    days = [today - dt.timedelta(days=k) for k in (4, 3, 2)]
-    simulated = {name: Account(seed=7 + i, scale="small") for i, name in enumerate(names)}
-    expected = {
-        simulated[n].account_id: {
-            f.id
-            for f in simulated[n].flows
-            if days[0]
-            <= dt.datetime.fromisoformat(f.attributes["updated"]).astimezone(dt.UTC).date()
-            <= days[-1]
-        }
-        for n in names
-    }
-    assert all(expected.values()), "a simulated account has no flow updated in those days"
-    with running_ui(env, tmp_path / "ui.log") as ui:
-        for name in names:
-            added = ui.graphql(ADD_PARTITION, name="klaviyo_accounts", key=name)["addDynamicPartition"]
-            assert added["__typename"] == "AddDynamicPartitionSuccess", added
-        keys = [f"{n}|{d}" for n in names for d in days]
-        params = {"assetSelection": [{"path": ["klaviyo", "flows"]}], "partitionNames": keys}
-        launched = ui.graphql(LAUNCH, params=params)["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        backfill = ui.wait_for_backfill_runs(launched["backfillId"], timeout=240)
-        assert backfill["numPartitions"] == 6
-        # One run per account (each account's days are one range: the single-run backfill policy).
-        assert [r["status"] for r in backfill["runs"]] == ["SUCCESS", "SUCCESS"], backfill
-        ranges = set()
-        for r in backfill["runs"]:
-            tags = {t["key"]: t["value"] for t in ui.graphql(RUN_TAGS, id=r["id"])["runOrError"]["tags"]}
-            ranges.add(
-                (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
-            )
-    assert ranges == {(f"{n}|{days[0]}", f"{n}|{days[-1]}") for n in names}
-    engine = create_engine(env["WAREHOUSE_URL"])
-    try:
-        with engine.connect() as conn:
-            loaded = conn.execute(
-                text("SELECT account_id, id FROM klaviyo_flows WHERE deleted_at IS NULL")
-            ).all()
-    finally:
-        engine.dispose()
-    found: dict[str, set[str]] = {}
-    for account_id, flow_id in loaded:
-        found.setdefault(account_id, set()).add(flow_id)
-    assert found == expected

@@ -34,6 +34,7 @@ def _rabbitmq_up() -> bool:
     return True
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_two_celery_workers_backfill_three_accounts_for_30_days_each_equal_to_its_simulated_account(
     tmp_path, make_sim, new_database

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from sqlalchemy import create_engine, text
 
 from klaviyo_sim import Account
@@ -66,6 +67,7 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.long
 def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
     tmp_path, make_sim, new_database, monkeypatch
 ):

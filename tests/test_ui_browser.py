@@ -13,7 +13,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from tests.conftest import cli_env
+from tests.conftest import ui_env
 from tests.dagster_ui import CHROMIUM, browser_page, launch_range, running_ui
 
 pytestmark = pytest.mark.skipif(
@@ -50,14 +50,9 @@ def node_label(name: str) -> re.Pattern:
     return re.compile(rf"^(?:{re.escape(name)}|{re.escape(name[:4])}.*….*{re.escape(name[-4:])})$")
 
 
+@pytest.mark.long
 def test_a_range_launched_from_the_asset_page_loads_the_warehouse(tmp_path, new_database):
-    warehouse, dagster = new_database(), new_database()
-    env = cli_env(
-        tmp_path,
-        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://", 1),
-        DAGSTER_PG_URL=dagster.replace("postgresql://", "postgresql+psycopg2://", 1),
-        DAGSTER_HOME=str(tmp_path / "dagster_home"),
-    )
+    env = ui_env(tmp_path, new_database)
     # Neither the first partition (it also takes everything older) nor today's (live).
     today = dt.datetime.now(dt.UTC).date()
     by_day = _flows_by_day()
@@ -107,7 +102,7 @@ def test_a_range_launched_from_the_asset_page_loads_the_warehouse(tmp_path, new_
             raise
     print(f"browser test: {time.monotonic() - began:.1f} s with the UI up")
 
-    with psycopg.connect(warehouse) as conn:
+    with psycopg.connect(env["WAREHOUSE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
         loaded = conn.execute(
             "SELECT id, (updated_date AT TIME ZONE 'UTC')::date FROM klaviyo_flows WHERE deleted_at IS NULL"
         ).fetchall()
