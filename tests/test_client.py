@@ -13,7 +13,7 @@ from klaviyo_sim import Account
 from resources.catalogue import ENDPOINTS
 from resources.klaviyo import KlaviyoApiError, KlaviyoClient, KlaviyoError, QuotaExhausted
 from resources.klaviyo_api import parse_timestamp
-from resources.ratelimit import RateBudget
+from resources.ratelimit import RateBudget, Tier
 from tests.conftest import TEST_KEY
 
 UTC = dt.UTC
@@ -144,6 +144,26 @@ def test_a_429_storm_is_ridden_out_without_early_requests(sim, client_for, tmp_p
             assert next_at - at >= 1.0  # nothing was sent before Retry-After had passed
     stats = client.stats.totals()
     assert stats.throttled == 3 and stats.retries == 3 and stats.throttled_seconds >= 2.5
+
+
+@pytest.mark.parametrize(
+    ("time_scale", "reset", "waited"),
+    [(1.0, 30, 30.0), (1.0, 90, 60.05), (0.002, 1, 0.17)],
+    ids=["klaviyo", "past-a-window", "time-scaled"],
+)
+def test_a_spent_steady_window_waits_for_its_reset_and_never_past_one_window(
+    tmp_path, time_scale, reset, waited
+):
+    """RateLimit-Remaining 0 closes the bucket for RateLimit-Reset seconds (whole seconds, rounded up by the
+    server), but never past one steady window (60 s on the budget's clock, plus its pad): with a time-scaled
+    simulator the rounded second is longer than the whole window. Remaining above 0 closes nothing."""
+    clock = FakeClock()
+    budget = RateBudget("reset", tmp_path / "rate", clock=clock, sleep=clock.sleep, time_scale=time_scale)
+    tier = Tier(burst=100, steady=100)
+    budget.observe("b", remaining=3, reset_seconds=reset)
+    assert budget.acquire("b", tier) == 0.0
+    budget.observe("b", remaining=0, reset_seconds=reset)
+    assert budget.acquire("b", tier) == pytest.approx(waited, abs=1e-6)
 
 
 def test_server_errors_cut_connections_and_html_pages_are_retried(sim, client_for):
