@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from functools import cache
 
 import dagster as dg
 
@@ -27,8 +28,10 @@ WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 REPOSITORY = "__repository__"  # the one repository a `Definitions` object makes
 
 
+@cache
 def job_origin(job_name: str = JOB_NAME):
-    """Where the UI finds the job: workspace.yaml's (first) code location, its repository, the job's name."""
+    """Where the UI finds the job: workspace.yaml's (first) code location, its repository, the job's name (the
+    file read once per process)."""
     from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
     from dagster._core.workspace.load import location_origins_from_yaml_paths
 
