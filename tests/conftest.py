@@ -341,7 +341,7 @@ def ui_env(tmp_path: Path, new_database, **extra: str) -> dict[str, str]:
     warehouse, dagster = new_database(), new_database()
     return cli_env(
         tmp_path,
-        WAREHOUSE_URL=warehouse.replace("postgresql://", "postgresql+psycopg://", 1),
+        WAREHOUSE_URL=_psycopg_url(warehouse),
         DAGSTER_PG_URL=dagster.replace("postgresql://", "postgresql+psycopg2://", 1),
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
         **extra,
@@ -516,15 +516,20 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=key)
 
 
+@pytest.fixture(scope="session")
+def _commands_wanted(request) -> list[str]:
+    """The early-started commands' fixtures that some selected test uses (read once per session)."""
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    return [name for name in STARTED_EARLY if name in used]
+
+
 @pytest.fixture(autouse=True)
-def _start_commands_early(request):
+def _start_commands_early(request, _commands_wanted):
     """Start every command the selected tests will wait for: when the session starts, or with several workers
     when this worker meets the first of those tests (`--dist loadfile`: test_cli.py's worker, the only one that
     runs them). Nothing when none is selected."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is not None and not _waits_for_commands(request.node):
         return
-    wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
-    for name in STARTED_EARLY:
-        if name in wanted:
-            request.getfixturevalue(name)
+    for name in _commands_wanted:
+        request.getfixturevalue(name)
