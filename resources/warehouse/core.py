@@ -37,6 +37,11 @@ from resources.warehouse.migrations import apply_migrations, pending_migrations
 
 ENTITY_KEY = ("account_id", "id")
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+# The tables of the schema a warehouse works in (the first of its search path), partitions left out.
+_SCHEMA_TABLES = text(
+    "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+    "AND relkind IN ('r', 'p') AND NOT relispartition"
+)
 
 
 class WarehouseError(RuntimeError):
@@ -96,6 +101,7 @@ class Warehouse(dg.ConfigurableResource):
 
     _engine: Engine | None = PrivateAttr(default=None)
     _tables: dict[str, Table] = PrivateAttr(default_factory=dict)
+    _reflected_all: bool = PrivateAttr(default=False)
     _migrated: bool = PrivateAttr(default=False)
     _partitions: set[str] = PrivateAttr(default_factory=set)
     _partitioned: dict[str, bool] = PrivateAttr(default_factory=dict)
@@ -140,13 +146,24 @@ class Warehouse(dg.ConfigurableResource):
 
     def table(self, name: str, conn: Connection | None = None) -> Table:
         """The reflected table (cached). Pass the connection in use: reflecting on another one would wait
-        behind locks this transaction holds (e.g. a partition it just created)."""
+        behind locks this transaction holds (e.g. a partition it just created).
+
+        The first call reflects every table of the schema at once (partitions left out): SQLAlchemy's bulk
+        reflection asks the catalogue a few questions for all of them, where reflecting tables one by one asks
+        several for each; a run touches most of them. A table made later is reflected alone."""
         if name not in self._tables:
             if not _IDENT.match(name):
                 raise WarehouseError(f"invalid table name {name!r}")
-            self._tables[name] = Table(
-                name, MetaData(), autoload_with=conn if conn is not None else self.engine
-            )
+            with contextlib.ExitStack() as stack:
+                bind = conn if conn is not None else stack.enter_context(self.engine.connect())
+                if not self._reflected_all:
+                    self._reflected_all = True
+                    metadata = MetaData()
+                    metadata.reflect(bind, only=bind.execute(_SCHEMA_TABLES).scalars().all())
+                    for table in metadata.tables.values():
+                        self._tables.setdefault(table.name, table)
+                if name not in self._tables:
+                    self._tables[name] = Table(name, MetaData(), autoload_with=bind)
         return self._tables[name]
 
     @contextlib.contextmanager
