@@ -502,6 +502,22 @@ def _waits_for_commands(item) -> bool:
     return any(name in STARTED_EARLY for name in getattr(item, "fixturenames", ()))
 
 
+# The project's packages, imported by every worker and by each CLI and Dagster process the suite starts.
+PACKAGES = ("assets", "klaviyo_sim", "pipelines", "resources")
+
+
+def pytest_configure(config):
+    """Once per session (in the controller, or the only process), before any worker or command starts: write
+    the project's bytecode, so that each process loads it instead of compiling the sources again. With
+    PYTHONDONTWRITEBYTECODE set (as on CI) nothing else writes it, and the suite starts some hundred processes."""
+    if hasattr(config, "workerinput"):
+        return
+    import compileall
+
+    for package in PACKAGES:
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
 def pytest_collection_modifyitems(config, items):
     """The order. Alone, tests marked `long` first, so that they overlap the rest, and tests waiting for the
     commands started early last. On pytest-xdist's workers (`--dist loadfile --no-loadscope-reorder`: files in
