@@ -76,7 +76,7 @@ defs = dg.Definitions(
         ),  # host, revision and time scale: from the environment when a run makes its client
         "warehouse": Warehouse(url=dg.EnvVar("WAREHOUSE_URL")),
     },
-    executor=distributed.executor(),  # Celery when KLAVIYO_EXECUTOR=celery, else Dagster's default
+    executor=distributed.executor(),  # Celery when KLAVIYO_EXECUTOR=celery, else Dagster's default on a forkserver
 )
 
 

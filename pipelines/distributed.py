@@ -5,8 +5,8 @@ starts a worker that takes them, on any machine that reaches the broker, the Dag
 the warehouse (Postgres). The run itself (the executor's loop) runs wherever it was launched: the CLI, or the
 run launcher's process. Settings, each read from the environment once here:
 
-- KLAVIYO_EXECUTOR: `celery` turns it on (default: Dagster's multiprocess executor; the CLI's sync runs in
-  process unless it is on);
+- KLAVIYO_EXECUTOR: `celery` turns it on (default: Dagster's multiprocess executor, steps forked from a
+  `forkserver`; the CLI's sync runs in process unless it is on);
 - KLAVIYO_CELERY_BROKER: the broker's URL (default `pyamqp://guest:guest@127.0.0.1:5672//`, RabbitMQ here);
 - KLAVIYO_CELERY_BACKEND: Celery's result backend (default `rpc://`, through the broker);
 - KLAVIYO_CELERY_QUEUE: the queue runs submit their steps to and workers take them from (default `dagster`).
@@ -39,10 +39,26 @@ def celery_settings() -> CelerySettings:
     )
 
 
+def _forkserver_by_default(config: dict) -> dict:
+    """A run's executor config, with `forkserver` as the multiprocess executor's start method unless the run
+    config names one."""
+    if "multiprocess" not in config:
+        return config  # in_process
+    return {"multiprocess": {"start_method": {"forkserver": {}}, **config["multiprocess"]}}
+
+
 def executor():
-    """The jobs' executor: Celery's when KLAVIYO_EXECUTOR=celery, else None (Dagster's default)."""
+    """The jobs' executor: Celery's when KLAVIYO_EXECUTOR=celery, else Dagster's default one (a process per
+    step, or all in one process when the run config asks) with the step processes forked from a server that
+    imported the code location once (`forkserver`, which Dagster preloads with the job's module) rather than
+    each started afresh (`spawn`, Dagster's default: every step of a run importing Dagster, pandas and this
+    project again, about 3 cpu-s a step). Its config, the run config's `execution`, is Dagster's own, with
+    the same default; a run config can still name `spawn`."""
+    import dagster as dg
+
     if not enabled():
-        return None
+        default = dg.multi_or_in_process_executor
+        return default.configured(_forkserver_by_default, config_schema=default.config_schema.as_field())
     from dagster_celery import celery_executor
 
     s = celery_settings()

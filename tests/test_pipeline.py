@@ -483,6 +483,28 @@ def test_definitions_load_with_the_expected_shape():
     assert tags.partitions_def is None and flows.partitions_def == daily_partitions
 
 
+def test_launched_runs_fork_their_steps_from_a_forkserver_unless_the_run_config_says_otherwise():
+    from pipelines.definitions import defs
+
+    for job in defs.jobs:
+        schema = defs.resolve_job_def(job.name).executor_def.config_schema
+        assert schema.as_field().default_value == {
+            "multiprocess": {}
+        }  # Dagster's default: a process per step
+
+        def resolved(config: dict, schema=schema) -> dict:  # the executor's config, as a run would have it
+            result = schema.resolve_config({"config": config})
+            assert result.success, result.errors
+            return result.value["config"]
+
+        assert resolved({"multiprocess": {}})["multiprocess"]["start_method"] == {"forkserver": {}}
+        limited = resolved({"multiprocess": {"max_concurrent": 2}})["multiprocess"]
+        assert limited["max_concurrent"] == 2 and limited["start_method"] == {"forkserver": {}}
+        spawn = {"start_method": {"spawn": {}}}
+        assert resolved({"multiprocess": spawn})["multiprocess"]["start_method"] == {"spawn": {}}
+        assert "in_process" in resolved({"in_process": {}})  # the CLI's runs
+
+
 def test_run_failure_sensor_marks_the_runs_entities_interrupted(sim, warehouse):
     from pipelines.sensors import klaviyo_run_failure_sensor
     from resources.warehouse import status as sync_status
