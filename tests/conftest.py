@@ -33,8 +33,14 @@ os.environ.setdefault(
 import psycopg
 import pytest
 
+from pipelines.environment import DAGSTER_RUN_EVENTS
 from resources.warehouse import Warehouse
 from resources.warehouse.migrations import MIGRATIONS_DIR, VIEWS_DIR
+
+# The runs the tests execute in their own process record their events as `klaviyo-pipeline`'s do: range runs'
+# events written in batches, one planned event per asset for a range.
+for _name, _value in DAGSTER_RUN_EVENTS.items():
+    os.environ.setdefault(_name, _value)
 
 # The schema the warehouses of the tests live in (not `public`: the search path is exercised as in use).
 WAREHOUSE_SCHEMA = "kp_test"
