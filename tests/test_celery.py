@@ -20,7 +20,7 @@ from klaviyo_sim import Account
 from pipelines.environment import start_group, stop_group
 from resources.accounts import Account as Declared
 from resources.accounts import add_account
-from tests.conftest import cli_env
+from tests.conftest import cli_env, migrate_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTITIES = [arg for e in ("campaigns", "flows", "lists", "events") for arg in ("--entity", e)]
@@ -67,10 +67,7 @@ def test_two_celery_workers_backfill_three_accounts_for_30_days_each_equal_to_it
         KLAVIYO_CELERY_QUEUE=f"kp-test-{uuid.uuid4().hex[:8]}",  # this test's own queue on the shared broker
     )
     env["KLAVIYO_START_DATE"] = start
-    migrated = subprocess.run(
-        [sys.executable, "-m", "pipelines", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    migrate_warehouse(env["WAREHOUSE_URL"])
     logs = {f"{name}-{uuid.uuid4().hex[:6]}": tmp_path / f"{name}.log" for name in ("w1", "w2")}
     workers = [
         start_group(

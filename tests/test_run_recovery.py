@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from klaviyo_sim import Account
-from tests.conftest import cli_env
+from tests.conftest import cli_env, migrate_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.UTC
@@ -90,9 +90,7 @@ def test_a_killed_run_is_marked_failed_and_its_retry_loads_everything(
         KLAVIYO_RATE_TIME_SCALE="0.01",
         KLAVIYO_STEP_RETRY_DELAY="0",
     )
-    subprocess.run(
-        [sys.executable, "-m", "pipelines", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
+    migrate_warehouse(env["WAREHOUSE_URL"])
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
     with dg.DagsterInstance.get():  # its storage made once, before the daemon and the launch race to make it
