@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import uuid
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -66,6 +67,13 @@ class ReportError(ValueError):
 
 def _h(*parts: Any) -> int:
     return mix64(hash_str(":".join(str(p) for p in parts)))
+
+
+@cache
+def _segment_hash(seed: int, segment_id: str, day: dt.date) -> int:
+    """A segment's day hash (its members added and removed), kept per seed: every account of a seed walks the
+    same days from SEGMENT_DATA_START to build its running totals."""
+    return _h(seed, "segment", segment_id, day.isoformat())
 
 
 def message_counts(account: Account, kind: str, entity_id: str, day: dt.date) -> dict[str, float]:
@@ -185,8 +193,7 @@ def segment_day(account: Account, segment_id: str, day: dt.date) -> dict[str, in
         return {"members_added": 0, "members_removed": 0, "net_members_changed": 0, "total_members": 0}
     totals = _segment_totals(account, segment_id, day)
     offset = (day - SEGMENT_DATA_START).days
-    h = _h(account.seed, "segment", segment_id, day.isoformat())
-    added, removed = _segment_moves(account, segment_id, day, h)
+    added, removed = _segment_moves(account, segment_id, day, _segment_hash(account.seed, segment_id, day))
     return {
         "members_added": added,
         "members_removed": removed,
@@ -213,7 +220,7 @@ def _segment_totals(account: Account, segment_id: str, day: dt.date) -> list[int
         while len(totals) < need:
             d = SEGMENT_DATA_START + dt.timedelta(days=len(totals))
             added, removed = _segment_moves(
-                account, segment_id, d, _h(account.seed, "segment", segment_id, d.isoformat())
+                account, segment_id, d, _segment_hash(account.seed, segment_id, d)
             )
             total += added - removed
             totals.append(total)
@@ -452,6 +459,11 @@ def _read_cursor(raw: str, fingerprint: int) -> int:
     return offset
 
 
+def _series(per_day: list[dict[str, float]], stats: list[str]) -> dict[str, list[float]]:
+    """Each statistic's values day by day, from each day's statistics."""
+    return {s: [day[s] for day in per_day] for s in stats}
+
+
 def _results(
     account: Account, family: str, series: bool, stats: list[str], days: list[dt.date], attrs: dict
 ) -> list:
@@ -463,7 +475,7 @@ def _results(
                 continue
             per_day = [segment_day(account, seg.id, d) for d in days]
             if series:
-                statistics = {s: [p[s] for p in per_day] for s in stats}
+                statistics = _series(per_day, stats)
             else:
                 total = {
                     "members_added": sum(p["members_added"] for p in per_day),
@@ -480,7 +492,7 @@ def _results(
                 continue
             per_day = [form_counts(account, form.id, d) for d in days]
             if series:
-                statistics = {s: [form_statistics(p, [s])[s] for p in per_day] for s in stats}
+                statistics = _series([form_statistics(p, stats) for p in per_day], stats)
             else:
                 statistics = form_statistics(_sum(per_day), stats)
             results.append({"groupings": {"form_id": form.id}, "statistics": statistics})
@@ -492,7 +504,7 @@ def _results(
             message_id = account.structure.report_message_id(flow)  # one of klaviyo_flow_messages
             per_day = [message_counts(account, "flow", flow.id, d) for d in days]
             if series:
-                statistics = {s: [message_statistics(p, [s])[s] for p in per_day] for s in stats}
+                statistics = _series([message_statistics(p, stats) for p in per_day], stats)
             else:
                 statistics = message_statistics(_sum(per_day), stats)
             groupings = {"flow_id": flow.id, "flow_message_id": message_id, "send_channel": "email"}
