@@ -28,8 +28,10 @@ from pathlib import Path
 import psycopg
 from _common import BENCH_KEY, ROOT, simulator_process
 
+from pipelines.environment import DAGSTER_RUN_EVENTS, SIM_TIME_SCALE, with_database
+
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-TIME_SCALE = "0.002"
+TIME_SCALE = str(SIM_TIME_SCALE)  # the bundled simulator's clock
 MODES = {"forkserver (default)": None, "spawn (Dagster's default)": {"spawn": {}}}
 
 
@@ -37,10 +39,6 @@ def busy_cpu_seconds() -> float:
     """The machine's CPU-seconds spent outside idle and I/O wait since boot."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def database_url(name: str, driver: str) -> str:
-    return ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", f"postgresql+{driver}://", 1) + f"/{name}"
 
 
 def one_run(sim_url: str, days: int, start_method: dict | None) -> dict[str, float]:
@@ -56,15 +54,14 @@ def one_run(sim_url: str, days: int, start_method: dict | None) -> dict[str, flo
             k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "WAREHOUSE_", "DAGSTER_"))
         }
         env.update(
-            WAREHOUSE_URL=database_url(names[0], "psycopg"),
-            DAGSTER_PG_URL=database_url(names[1], "psycopg2"),
+            WAREHOUSE_URL=with_database(ADMIN_URL, names[0], "psycopg"),
+            DAGSTER_PG_URL=with_database(ADMIN_URL, names[1], "psycopg2"),
             DAGSTER_HOME=str(home),
             KLAVIYO_API_KEY=BENCH_KEY,
             KLAVIYO_BASE_URL=sim_url,
             KLAVIYO_RATE_TIME_SCALE=TIME_SCALE,
             KLAVIYO_RATE_STATE_DIR=str(home / "rate"),
-            DAGSTER_EVENT_BATCH_SIZE="1000",
-            DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS="true",
+            **DAGSTER_RUN_EVENTS,  # as `klaviyo-pipeline` sets them
         )
         today = datetime.now(UTC).date()
         tags = {

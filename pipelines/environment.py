@@ -76,7 +76,8 @@ def state_dir() -> Path:
     return Path(os.environ.get("KLAVIYO_PIPELINE_HOME", PROJECT_ROOT / ".klaviyo_pipeline")).resolve()
 
 
-def _with_database(uri: str, name: str, driver: str) -> str:
+def with_database(uri: str, name: str, driver: str) -> str:
+    """The SQLAlchemy URL (driver `psycopg` or `psycopg2`) of database `name` on the server of `uri`."""
     _scheme, rest = uri.split("://", 1)
     authority, _, tail = rest.partition("/")
     query = tail.partition("?")[2]
@@ -109,14 +110,14 @@ def prepared(echo=print, simulator_scale: str = "small", warehouse: bool = True)
                 embedded = True
                 echo(f"warehouse: embedded PostgreSQL in {home / 'pgdata'}")
                 ensure_database(admin, "klaviyo")
-                warehouse_url = _with_database(admin, "klaviyo", "psycopg")
+                warehouse_url = with_database(admin, "klaviyo", "psycopg")
             if not dagster_pg_url:
                 if admin is None:
                     admin = warehouse_url.replace("postgresql+psycopg://", "postgresql://", 1)
                 ensure_database(
                     admin.replace("postgresql+psycopg://", "postgresql://", 1), "dagster", private=True
                 )
-                dagster_pg_url = _with_database(admin, "dagster", "psycopg2")
+                dagster_pg_url = with_database(admin, "dagster", "psycopg2")
         if warehouse:
             os.environ["WAREHOUSE_URL"] = warehouse_url
             os.environ["DAGSTER_PG_URL"] = dagster_pg_url
