@@ -162,11 +162,8 @@ def warehouse_template(databases: Databases):
     name = f"kp_tpl_{_sql_fingerprint()}_{uuid.uuid4().hex[:8]}"
     _create_database(databases.admin_url, name)
     try:
-        wh = Warehouse(url=_psycopg_url(db_url(databases.admin_url, name)), schema_name=WAREHOUSE_SCHEMA)
-        try:
-            wh.migrate()
-        finally:
-            wh.dispose()  # a database is copied only while nobody is connected to it
+        # Disposed after: a database is copied only while nobody is connected to it.
+        migrate_warehouse(_psycopg_url(db_url(databases.admin_url, name)), WAREHOUSE_SCHEMA)
         yield name
     finally:
         databases.drop_later([name])  # after the copies of it under way: the worker keeps the order
@@ -202,9 +199,10 @@ def schema_name(test_database_url: str) -> str:
     return name
 
 
-def migrate_warehouse(url: str) -> None:
-    """Apply the migrations to the warehouse at `url`, as `klaviyo-pipeline migrate` does (without a process)."""
-    warehouse = Warehouse(url=url)
+def migrate_warehouse(url: str, schema_name: str = "public") -> None:
+    """Apply the migrations to the warehouse at `url`, as `klaviyo-pipeline migrate` does (without a process);
+    its connections closed after."""
+    warehouse = Warehouse(url=url, schema_name=schema_name)
     try:
         warehouse.migrate()
     finally:
